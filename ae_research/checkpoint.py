@@ -1,0 +1,44 @@
+"""Whole-state checkpoints with orbax: atomic (written to a temporary directory, then
+renamed), the last `keep` kept, restored into the current (sharded) state's layout."""
+import os
+from typing import Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+from ae_research.errors import CheckpointError
+from ae_research.state import TrainState
+
+
+class Checkpointer:
+
+  def __init__(self, directory: str, keep: int = 3):
+    self.directory = os.path.abspath(directory)
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+
+  def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def save(self, state: TrainState) -> None:
+    step = int(jax.device_get(state.step))
+    if step != self._manager.latest_step():
+      self._manager.save(step, args=ocp.args.StandardSave(state))
+
+  def restore(self, like: TrainState) -> TrainState:
+    """The latest checkpoint, laid out like `like` (shapes, dtypes and shardings)."""
+    step = self._manager.latest_step()
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    try:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except (ValueError, KeyError, TypeError) as e:
+      raise CheckpointError(
+          f"{self.directory}/{step} does not fit the current config ({str(e).splitlines()[0][:160]}); "
+          "resume with the config the run was started with, or start a new run directory") from None
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()

@@ -1,0 +1,5 @@
+"""Config schemas (structured configs), validation and `_target_` instantiation."""
+from ae_research.config.schema import register_schemas
+from ae_research.config.build import build, validate_config
+
+__all__ = ["register_schemas", "build", "validate_config"]

@@ -1,0 +1,94 @@
+"""Structured-config schemas for the config groups whose keys the engine itself reads.
+
+Registered in Hydra's ConfigStore and pulled into the YAML files through their defaults
+lists, so a misspelt key or a value of the wrong type is rejected at composition time.
+`model`, `loss` and `optimizer` nodes are checked against the signature of their
+`_target_` instead (see `build.py`): the constructor is their schema.
+"""
+import dataclasses
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+  epochs: int = 20
+  max_steps: Optional[int] = None  # Cap on total optimiser steps (stops mid-epoch).
+  log_every_steps: int = 50  # Steps per compiled chunk; the host syncs once per chunk.
+  eval_every_epochs: int = 1
+  checkpoint_every_epochs: int = 1
+  keep_checkpoints: int = 3
+  resume: bool = False
+  devices: Optional[int] = None  # Use the first N local devices (null: all).
+  eval_batch_size: Optional[int] = None  # null: dataset.batch_size.
+  figures: bool = True
+  figure_examples: int = 10
+
+
+@dataclasses.dataclass
+class WandbConfig:
+  mode: str = "auto"  # auto (online with an API key, else offline) | online | offline | disabled
+  project: str = "ae-research"
+  entity: Optional[str] = None
+  group: Optional[str] = None
+  tags: List[str] = dataclasses.field(default_factory=list)
+  job_type: str = "train"
+  name: Optional[str] = None
+
+
+@dataclasses.dataclass
+class LoggerConfig:
+  wandb: WandbConfig = dataclasses.field(default_factory=WandbConfig)
+  jsonl: bool = True
+  progress: bool = True  # tqdm progress bar on stderr.
+
+
+@dataclasses.dataclass
+class DatasetConfig:
+  _target_: str = MISSING
+  name: str = MISSING
+  batch_size: int = 256
+  scale: str = "unit"  # unit: pixels in [0, 1]; centered: [-0.5, 0.5].
+  seed: int = 0
+
+
+@dataclasses.dataclass
+class IdxDatasetConfig(DatasetConfig):
+  data_dir: Optional[str] = None
+  tfds_data_dir: Optional[str] = None
+  download: bool = False  # Let TFDS download when no local copy exists.
+
+
+@dataclasses.dataclass
+class BlocksConfig(DatasetConfig):
+  num_train: int = 80_000
+  num_test: int = 20_000
+  min_size: int = 5
+  max_size: int = 22
+  image_size: int = 28
+
+
+@dataclasses.dataclass
+class Config:
+  """The composed run config. Groups without a schema are typed `Any`."""
+  seed: int = 0
+  model: Any = MISSING
+  loss: Any = MISSING
+  optimizer: Any = MISSING
+  dataset: Any = MISSING
+  trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+  logger: LoggerConfig = dataclasses.field(default_factory=LoggerConfig)
+  name: str = "run"  # Short run name (experiments set it); used for W&B and reports.
+  objective_metric: str = "eval/loss"  # What the Hydra app returns (for sweepers such as optuna).
+
+
+def register_schemas() -> None:
+  cs = ConfigStore.instance()
+  cs.store(name="config_schema", node=Config)
+  cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+  cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+  cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
+  cs.store(group="dataset", name="idx_schema", node=IdxDatasetConfig)
+  cs.store(group="dataset", name="blocks_schema", node=BlocksConfig)

@@ -1,0 +1,72 @@
+"""The in-memory data set every loader returns and the trainer places on device."""
+import dataclasses
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from ae_research.errors import ConfigError
+
+SCALES = ("unit", "centered")
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+  """Train and test splits as arrays: small data sets live whole on the device.
+
+  Each split maps "image" -> float32 (N, H, W, C), "label" -> int32 (N,), and, for
+  paired tasks such as colourisation, "target" -> float32 (N, H', W', C').
+  """
+  name: str
+  train: Dict[str, np.ndarray]
+  test: Dict[str, np.ndarray]
+  batch_size: int
+  label_name: str = "class"
+  scale: str = "unit"
+
+  def __post_init__(self):
+    if self.batch_size <= 0:
+      raise ConfigError(f"dataset.batch_size={self.batch_size}: must be a positive integer")
+    if self.batch_size > self.num_train:
+      raise ConfigError(f"dataset.batch_size={self.batch_size} exceeds the {self.num_train} training "
+                        f"examples of {self.name}; choose a smaller batch size")
+
+  @property
+  def image_shape(self) -> Tuple[int, ...]:
+    return tuple(self.train["image"].shape[1:])
+
+  @property
+  def target_shape(self) -> Tuple[int, ...]:
+    return tuple(self.train.get("target", self.train["image"]).shape[1:])
+
+  @property
+  def num_train(self) -> int:
+    return len(self.train["image"])
+
+  @property
+  def num_test(self) -> int:
+    return len(self.test["image"])
+
+  @property
+  def value_range(self) -> Tuple[float, float]:
+    return (-0.5, 0.5) if self.scale == "centered" else (0.0, 1.0)
+
+
+def scale_pixels(pixels: np.ndarray, scale: str, max_value: float = 255.0) -> np.ndarray:
+  """Maps raw pixel values in [0, max_value] to [0, 1] ("unit") or [-0.5, 0.5] ("centered")."""
+  if scale not in SCALES:
+    raise ConfigError(f"dataset.scale={scale!r}: must be one of {', '.join(SCALES)}")
+  x = pixels.astype(np.float32) / np.float32(max_value)
+  return x - np.float32(0.5) if scale == "centered" else x
+
+
+def with_channel_axis(images: np.ndarray) -> np.ndarray:
+  return images[..., None] if images.ndim == 3 else images
+
+
+def split_arrays(images: np.ndarray, labels: np.ndarray, num_train: int,
+                 target: Optional[np.ndarray] = None) -> Tuple[Dict, Dict]:
+  train = {"image": images[:num_train], "label": labels[:num_train].astype(np.int32)}
+  test = {"image": images[num_train:], "label": labels[num_train:].astype(np.int32)}
+  if target is not None:
+    train["target"], test["target"] = target[:num_train], target[num_train:]
+  return train, test

@@ -1,0 +1,26 @@
+"""Code-space figures: the 2-D scatter coloured by label (SPEC 1a, 3a, 3b)."""
+from typing import Optional
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.decomposition import PCA
+
+
+def code_scatter(codes: np.ndarray, labels: np.ndarray, path: str, label_name: str = "class",
+                 title: Optional[str] = None) -> str:
+  """Scatter of 2-D codes (codes of higher dimension are projected on their first two PCs)."""
+  codes = codes.reshape(len(codes), -1)
+  axes = ("z[0]", "z[1]")
+  if codes.shape[1] > 2:
+    codes = PCA(n_components=2).fit_transform(codes)
+    axes = ("PC 1 of codes", "PC 2 of codes")
+  elif codes.shape[1] == 1:
+    codes = np.concatenate([codes, np.zeros_like(codes)], axis=1)
+  fig, ax = plt.subplots(figsize=(6.5, 5.5))
+  points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, s=2, cmap="tab10" if labels.max() < 10 else "viridis")
+  fig.colorbar(points, ax=ax, label=label_name)
+  ax.set(xlabel=axes[0], ylabel=axes[1], title=title or "test-set codes")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

@@ -1,0 +1,210 @@
+"""`train_and_evaluate(cfg, workdir)`: the whole training run, importable and testable.
+
+Host loop, one iteration per logging point:  compiled chunk (lax.scan of steps)  ->
+fetch its metrics (the only host sync)  ->  write them; at epoch ends: compiled eval,
+checkpoint. Figures and the summary come last. See `step.py` for the device programs.
+"""
+import collections
+import dataclasses
+import json
+import os
+import statistics
+import time
+from typing import Any, Dict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from omegaconf import DictConfig, OmegaConf
+
+from ae_research import step as step_lib
+from ae_research.checkpoint import Checkpointer
+from ae_research.config import build, validate_config
+from ae_research.errors import ConfigError, NonFiniteLossError
+from ae_research.figures.run_figures import draw_run_figures
+from ae_research.sharding import check_divisible, make_mesh, put_replicated
+from ae_research.state import create_train_state, split_model
+from ae_research.writers import create_writer
+from ae_research.writers.jsonl import truncate_after
+
+# Constructor arguments the engine supplies (derived from the data or the schedule).
+SUPPLIED = {"model": ("input_shape", "rngs"), "optimizer": ("total_steps",)}
+
+
+@dataclasses.dataclass
+class Plan:
+  """How many steps, in what chunks, and where the run starts."""
+  batch_size: int
+  eval_batch_size: int
+  steps_per_epoch: int
+  total_steps: int
+  chunk: int
+
+
+def _check_trainer(t: DictConfig) -> None:
+  for key in ("epochs", "log_every_steps", "eval_every_epochs", "checkpoint_every_epochs", "keep_checkpoints"):
+    if t[key] <= 0:
+      raise ConfigError(f"trainer.{key}={t[key]}: must be a positive integer")
+  for key in ("max_steps", "devices", "eval_batch_size"):
+    if t[key] is not None and t[key] <= 0:
+      raise ConfigError(f"trainer.{key}={t[key]}: must be a positive integer or null")
+
+
+def _prepare_workdir(workdir: str) -> str:
+  workdir = os.path.abspath(workdir)
+  try:
+    os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+    probe = os.path.join(workdir, ".write_test")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise ConfigError(f"cannot write to the run directory {workdir} ({e.strerror}); "
+                      "choose a writable hydra.run.dir") from None
+  return workdir
+
+
+def _write_json(path: str, obj: Dict[str, Any]) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def _check_finite(losses: np.ndarray, first_step: int, epoch: int, ckpt: Checkpointer) -> None:
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    last = ckpt.latest_step()
+    kept = f"checkpoint of step {last} is intact" if last is not None else "no checkpoint was written yet"
+    raise NonFiniteLossError(
+        f"training loss became {losses[bad[0]]} at step {first_step + bad[0] + 1} (epoch {epoch}); the last "
+        f"{kept}; lower optimizer.learning_rate or check the loss/data config")
+
+
+def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
+  """Trains the configured model, evaluating and checkpointing; returns the summary dict."""
+  t_start = time.perf_counter()
+  validate_config(cfg, SUPPLIED)
+  tcfg = cfg.trainer
+  _check_trainer(tcfg)
+  workdir = _prepare_workdir(workdir)
+
+  data = build(cfg.dataset, "dataset")
+  mesh = make_mesh(tcfg.devices)
+  eval_batch_size = tcfg.eval_batch_size or data.batch_size
+  check_divisible(data.batch_size, mesh)
+  check_divisible(eval_batch_size, mesh, "trainer.eval_batch_size")
+  steps_per_epoch = data.num_train // data.batch_size
+  total_steps = steps_per_epoch * tcfg.epochs
+  if tcfg.max_steps is not None:
+    total_steps = min(total_steps, tcfg.max_steps)
+  plan = Plan(data.batch_size, eval_batch_size, steps_per_epoch, total_steps,
+              chunk=min(tcfg.log_every_steps, steps_per_epoch))
+
+  model = build(cfg.model, "model", input_shape=data.image_shape, rngs=nnx.Rngs(cfg.seed))
+  objective = build(cfg.loss, "loss")
+  tx = build(cfg.optimizer, "optimizer", total_steps=total_steps)
+  graphdef, params = split_model(model)
+  out_shape = jax.eval_shape(lambda p, x: nnx.merge(graphdef, p)(x)[0], params,
+                             jax.ShapeDtypeStruct((1, *data.image_shape), jnp.float32)).shape[1:]
+  if tuple(out_shape) != data.target_shape:
+    raise ConfigError(f"model output shape {tuple(out_shape)} does not match the {data.name} targets "
+                      f"{data.target_shape}; fix the model config (e.g. model.output_shape)")
+
+  state = put_replicated(create_train_state(params, tx, cfg.seed), mesh)
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=tcfg.keep_checkpoints)
+  if ckpt.latest_step() is not None:
+    if not tcfg.resume:
+      raise ConfigError(f"{workdir} already holds a checkpoint (step {ckpt.latest_step()}); pass "
+                        "trainer.resume=true to continue it, or choose a new hydra.run.dir")
+    state = ckpt.restore(state)
+    truncate_after(os.path.join(workdir, "metrics.jsonl"), int(state.step))
+
+  config_dict = OmegaConf.to_container(cfg, resolve=True)
+  OmegaConf.save(cfg, os.path.join(workdir, "config.yaml"), resolve=True)
+  writer = create_writer(cfg.logger, workdir, config_dict, total_steps, int(state.step))
+  try:
+    loss_fn = step_lib.make_loss_fn(graphdef, objective)
+    summary = _run(state, loss_fn, tx, data, mesh, plan, ckpt, writer, cfg, graphdef, workdir)
+  finally:
+    writer.close()
+    ckpt.close()
+  summary["time/total_s"] = time.perf_counter() - t_start
+  _write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
+
+
+def _run(state, loss_fn, tx, data, mesh, plan: Plan, ckpt, writer, cfg, graphdef, workdir) -> Dict[str, Any]:
+  tcfg = cfg.trainer
+  train = put_replicated({k: v for k, v in data.train.items() if k != "label"}, mesh)
+  test = put_replicated(step_lib.pad_for_eval({k: v for k, v in data.test.items() if k != "label"},
+                                              plan.eval_batch_size), mesh)
+  eval_rng = jax.random.PRNGKey(cfg.seed + 1)
+
+  # Ahead-of-time compilation, so compile time is measured apart from step time.
+  t0 = time.perf_counter()
+  order_fn = step_lib.make_epoch_order(data.num_train, plan.batch_size, mesh).lower(state.rng, 0).compile()
+  order = order_fn(state.rng, 0)
+  evaluate = step_lib.make_evaluate(loss_fn, mesh, plan.eval_batch_size).lower(state.params, test, eval_rng).compile()
+  train_step = step_lib.make_train_step(loss_fn, tx)
+  chunks = {}
+  compile_s = [time.perf_counter() - t0]
+
+  def chunk_program(length: int):
+    if length not in chunks:
+      t = time.perf_counter()
+      chunks[length] = step_lib.make_train_chunk(train_step, mesh, length).lower(
+          state, train, order, jnp.int32(0)).compile()
+      compile_s.append(time.perf_counter() - t)
+    return chunks[length]
+
+  for length in {plan.chunk, plan.steps_per_epoch % plan.chunk} - {0}:
+    chunk_program(length)
+  step = int(jax.device_get(state.step))
+  epoch_rates, last_epoch = [], {}
+  eval_metrics = {}
+  while step < plan.total_steps:
+    epoch = step // plan.steps_per_epoch
+    epoch_end = min(plan.steps_per_epoch, plan.total_steps - epoch * plan.steps_per_epoch)
+    pos = step - epoch * plan.steps_per_epoch
+    order = order_fn(state.rng, epoch)
+    sums, steps_run, t_epoch = collections.defaultdict(float), 0, time.perf_counter()
+    while pos < epoch_end:
+      length = min(plan.chunk, epoch_end - pos)
+      program = chunk_program(length)
+      t = time.perf_counter()
+      state, metrics = program(state, train, order, jnp.int32(pos))
+      metrics = jax.device_get(metrics)  # The logging point: the only host sync.
+      seconds = time.perf_counter() - t
+      _check_finite(metrics["loss"], step, epoch + 1, ckpt)
+      step, pos, steps_run = step + length, pos + length, steps_run + length
+      for k, v in metrics.items():
+        sums[k] += float(v.sum())
+      writer.write_scalars(step, {"epoch": epoch + 1, **{f"train/{k}": float(v.mean()) for k, v in metrics.items()},
+                                  "train/samples_per_s": length * plan.batch_size / seconds})
+    epoch_s = time.perf_counter() - t_epoch
+    epoch_rates.append(steps_run * plan.batch_size / epoch_s)
+    done = step >= plan.total_steps
+    last_epoch = {"epoch": epoch + 1, "train/loss": sums["loss"] / steps_run, "time/epoch_s": epoch_s,
+                  "train/samples_per_s": epoch_rates[-1]}
+    if done or (epoch + 1) % tcfg.eval_every_epochs == 0:
+      eval_metrics = {f"eval/{k}": float(v) for k, v in jax.device_get(evaluate(state.params, test, eval_rng)).items()}
+    writer.write_scalars(step, {**last_epoch, **eval_metrics})
+    if done or (epoch + 1) % tcfg.checkpoint_every_epochs == 0:
+      ckpt.save(state)
+
+  if not eval_metrics:  # Resumed a finished run: evaluate what was restored.
+    eval_metrics = {f"eval/{k}": float(v) for k, v in jax.device_get(evaluate(state.params, test, eval_rng)).items()}
+  ckpt.wait()
+  if tcfg.figures and jax.process_index() == 0:
+    figures = draw_run_figures(graphdef, state.params, data, mesh, os.path.join(workdir, "figures"),
+                               plan.eval_batch_size, tcfg.figure_examples, title=cfg.name)
+    writer.write_images(step, figures)
+  steady = epoch_rates[1:] or epoch_rates
+  summary = {"name": cfg.name, "dataset": data.name, "step": step, "epoch": -(-step // plan.steps_per_epoch),
+             "n_devices": int(mesh.devices.size), "time/compile_s": sum(compile_s),
+             "train/samples_per_s": statistics.median(steady) if steady else None,
+             "train/loss": last_epoch.get("train/loss"), **eval_metrics}
+  writer.write_summary(summary)
+  return summary

@@ -1,0 +1,74 @@
+"""Loss terms and their composition.
+
+A term is a small callable `term(ctx) -> values`: per-example values of shape (B,)
+where that makes sense (reconstruction, per-example penalties), or a scalar for terms
+defined on the whole batch or the parameters (KL sparsity on mean activations, weight
+decay). `Objective` reduces each term (masked mean over examples), weights and sums
+them, and returns `(total, {"loss": total, "<term>": unweighted value, ...})`: that dict
+is what the trainer logs as `train/<term>` and `eval/<term>`.
+"""
+import dataclasses
+from typing import Any, Dict, Mapping, Optional, Protocol, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from ae_research.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class LossInputs:
+  """What a term may look at; built inside the traced loss function."""
+  inputs: jax.Array  # What the model saw (possibly corrupted).
+  target: jax.Array  # What it should produce (the clean input, or a paired target).
+  recon: jax.Array  # The model's data-space output.
+  aux: Mapping[str, Any]  # The model's aux dict ("code", "logits", ...).
+  model: Any  # The merged NNX module, for terms that need parameters or the encoder.
+
+
+class Term(Protocol):
+
+  def __call__(self, ctx: LossInputs) -> jax.Array:
+    ...
+
+
+class Objective:
+  """Named terms with weights: `total = sum_k weight_k * reduce(term_k(ctx))`.
+
+  Args:
+    terms: name -> term.
+    weights: name -> weight (missing names weigh 1.0).
+    batch_reduction: "mean" over examples (default) or "sum" (e.g. SPEC 2's summed
+      squared error over the batch, which sets the effective SGD step size).
+  """
+
+  def __init__(self, terms: Dict[str, Term], weights: Optional[Dict[str, float]] = None,
+               batch_reduction: str = "mean"):
+    if not terms:
+      raise ConfigError("loss.terms: an objective needs at least one term")
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(terms))
+    if unknown:
+      raise ConfigError(f"loss.weights: {', '.join(unknown)} name no term; terms are {', '.join(terms)}")
+    if batch_reduction not in ("mean", "sum"):
+      raise ConfigError(f"loss.batch_reduction={batch_reduction!r}: must be mean or sum")
+    self.terms = dict(terms)
+    self.weights = {name: float(weights.get(name, 1.0)) for name in terms}
+    self.batch_reduction = batch_reduction
+
+  def _reduce(self, values: jax.Array, mask: Optional[jax.Array]) -> jax.Array:
+    if values.ndim == 0:
+      return values
+    values = values.reshape(values.shape[0], -1).sum(axis=1) if values.ndim > 1 else values
+    if mask is None:
+      return values.sum() if self.batch_reduction == "sum" else values.mean()
+    total = jnp.sum(values * mask)
+    return total if self.batch_reduction == "sum" else total / jnp.maximum(mask.sum(), 1.0)
+
+  def __call__(self, ctx: LossInputs, mask: Optional[jax.Array] = None,
+               weights: Optional[Mapping[str, jax.Array]] = None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+    """Returns (total loss, metrics). `weights` overrides the configured weights (traced arrays allowed)."""
+    weights = self.weights if weights is None else weights
+    metrics = {name: self._reduce(term(ctx), mask) for name, term in self.terms.items()}
+    total = sum(weights[name] * value for name, value in metrics.items())
+    return total, {"loss": total, **metrics}

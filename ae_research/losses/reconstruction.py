@@ -1,0 +1,46 @@
+"""Reconstruction terms: per-example values, pixels reduced by mean or sum."""
+import jax
+import jax.numpy as jnp
+import optax
+
+from ae_research.errors import ConfigError
+from ae_research.losses.base import LossInputs
+
+
+def _reduce_pixels(values: jax.Array, reduction: str) -> jax.Array:
+  flat = values.reshape(values.shape[0], -1)
+  return flat.mean(axis=1) if reduction == "mean" else flat.sum(axis=1)
+
+
+def _check_reduction(reduction: str) -> str:
+  if reduction not in ("mean", "sum"):
+    raise ConfigError(f"loss term reduction={reduction!r}: must be mean or sum (over pixels)")
+  return reduction
+
+
+class SquaredError:
+  """Squared error per example: mean over pixels (MSE) or sum (SSE, SPEC 2)."""
+
+  def __init__(self, reduction: str = "mean"):
+    self.reduction = _check_reduction(reduction)
+
+  def __call__(self, ctx: LossInputs) -> jax.Array:
+    return _reduce_pixels(jnp.square(ctx.recon - ctx.target), self.reduction)
+
+
+class BinaryCrossEntropy:
+  """Bernoulli negative log-likelihood per example, from the decoder logits.
+
+  Computed with `optax.sigmoid_binary_cross_entropy` on `aux["logits"]` (stable for any
+  logit); the model's output activation must then be sigmoid. Targets lie in [0, 1].
+  `reduction="sum"` is Keras' `binary_crossentropy * 784` of SPEC 3.
+  """
+
+  def __init__(self, reduction: str = "mean"):
+    self.reduction = _check_reduction(reduction)
+
+  def __call__(self, ctx: LossInputs) -> jax.Array:
+    if getattr(ctx.model, "output_activation", "sigmoid") != "sigmoid":
+      raise ConfigError("loss: binary cross-entropy needs model.output_activation=sigmoid "
+                        f"(got {ctx.model.output_activation}); change one of them")
+    return _reduce_pixels(optax.sigmoid_binary_cross_entropy(ctx.aux["logits"], ctx.target), self.reduction)

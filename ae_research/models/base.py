@@ -1,0 +1,62 @@
+"""The one interface every autoencoder variant implements.
+
+    code = model.encode(x)                 # deterministic code (the mean, for a VAE)
+    out = model.decode(code)               # data-space output (output activation applied)
+    recon, aux = model(x, rng=key)         # training forward pass
+
+`aux` always holds "code" and "logits" (the decoder output before its activation, so
+cross-entropy can be computed from logits, stably); variants add what their loss terms
+need (e.g. "mean"/"log_var" for a VAE, "hidden" activations for sparsity penalties).
+"""
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ae_research.errors import ConfigError
+
+_ACTIVATIONS: Dict[str, Callable[[jax.Array], jax.Array]] = {
+    "linear": lambda x: x, "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh,
+    "gelu": jax.nn.gelu, "elu": jax.nn.elu, "silu": jax.nn.silu, "softplus": jax.nn.softplus,
+    "leaky_relu": jax.nn.leaky_relu,
+}
+
+
+def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  try:
+    return _ACTIVATIONS[name]
+  except KeyError:
+    raise ConfigError(f"unknown activation {name!r}; choose one of {', '.join(_ACTIVATIONS)}") from None
+
+
+class Autoencoder(nnx.Module):
+  """Abstract autoencoder. Subclasses implement `encode` and `decode_logits`."""
+
+  output_activation: str = "linear"
+
+  def encode(self, x: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  def decode_logits(self, code: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  def decode(self, code: jax.Array) -> jax.Array:
+    return get_activation(self.output_activation)(self.decode_logits(code))
+
+  def __call__(self, x: jax.Array, *, rng: Optional[jax.Array] = None) -> Tuple[jax.Array, Dict[str, Any]]:
+    del rng  # Deterministic variants ignore it.
+    code = self.encode(x)
+    logits = self.decode_logits(code)
+    return get_activation(self.output_activation)(logits), {"code": code, "logits": logits}
+
+
+def kernel_init(name: str):
+  """Named weight initialisers (the seeds use Xavier/Glorot uniform)."""
+  inits = {"lecun_normal": nnx.initializers.lecun_normal(), "glorot_uniform": nnx.initializers.glorot_uniform(),
+           "xavier_uniform": nnx.initializers.glorot_uniform(), "he_normal": nnx.initializers.he_normal(),
+           "glorot_normal": nnx.initializers.glorot_normal()}
+  try:
+    return inits[name]
+  except KeyError:
+    raise ConfigError(f"unknown kernel_init {name!r}; choose one of {', '.join(inits)}") from None

@@ -1,0 +1,54 @@
+"""Optimisers from optax by name, with learning-rate schedules and clipping.
+
+Hyperparameters are wrapped by `optax.inject_hyperparams`, so the learning rate lives in
+the optimiser state: it is logged, checkpointed, and can differ between population
+members that share one compiled program.
+"""
+import inspect
+from typing import Optional
+
+import optax
+
+from ae_research.errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adadelta", "adagrad", "lamb", "lion")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "linear", "exponential")
+
+
+def _schedule(kind: str, learning_rate: float, total_steps: int, warmup_steps: int,
+              end_learning_rate: float, decay_rate: float) -> optax.Schedule:
+  if kind == "constant":
+    return optax.constant_schedule(learning_rate)
+  if kind == "cosine":
+    return optax.cosine_decay_schedule(learning_rate, max(total_steps, 1), alpha=end_learning_rate / learning_rate)
+  if kind == "warmup_cosine":
+    return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, max(total_steps, warmup_steps + 1),
+                                              end_value=end_learning_rate)
+  if kind == "linear":
+    return optax.linear_schedule(learning_rate, end_learning_rate, max(total_steps, 1))
+  return optax.exponential_decay(learning_rate, max(total_steps, 1), decay_rate)
+
+
+def make_optimizer(name: str, learning_rate: float, total_steps: int, schedule: str = "constant",
+                   warmup_steps: int = 0, end_learning_rate: float = 0.0, decay_rate: float = 0.1,
+                   clip_grad_norm: Optional[float] = None, **kwargs) -> optax.GradientTransformation:
+  """Builds `optax.<name>` with the given schedule; `kwargs` go to the optax constructor.
+
+  `total_steps` is supplied by the trainer (for decaying schedules).
+  """
+  if name not in OPTIMIZERS:
+    raise ConfigError(f"optimizer.name={name!r}: choose one of {', '.join(OPTIMIZERS)}")
+  if schedule not in SCHEDULES:
+    raise ConfigError(f"optimizer.schedule={schedule!r}: choose one of {', '.join(SCHEDULES)}")
+  if not learning_rate > 0:
+    raise ConfigError(f"optimizer.learning_rate={learning_rate}: must be positive")
+  accepted = inspect.signature(getattr(optax, name)).parameters
+  unknown = sorted(set(kwargs) - set(accepted))
+  if unknown:
+    raise ConfigError(f"optimizer: optax.{name} takes no {', '.join(unknown)}; "
+                      f"its arguments are {', '.join(accepted)}")
+  lr = _schedule(schedule, learning_rate, total_steps, warmup_steps, end_learning_rate, decay_rate)
+  tx = optax.inject_hyperparams(getattr(optax, name))(learning_rate=lr, **kwargs)
+  if clip_grad_norm is not None:
+    tx = optax.chain(optax.clip_by_global_norm(clip_grad_norm), tx)
+  return tx

@@ -1,0 +1,43 @@
+"""`ae-train` / `python -m ae_research.train`: the Hydra app (thin; the work is in loop.py).
+
+User errors (bad config, missing data, NaN loss, ...) end the run with one line on
+stderr and exit status 2; set HYDRA_FULL_ERROR=1 to see tracebacks.
+"""
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from ae_research.config import register_schemas
+from ae_research.errors import UserError
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+log = logging.getLogger("ae_research")
+
+register_schemas()
+# orbax reports every checkpoint step at INFO through absl; keep the console for the run.
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+  from ae_research.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top  (jax import after --help)
+  workdir = HydraConfig.get().runtime.output_dir
+  try:
+    summary = train_and_evaluate(cfg, workdir)
+  except UserError as e:
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(f"eval/loss={summary.get('eval/loss'):.6g}  train/samples_per_s={summary.get('train/samples_per_s'):.4g}"
+        f"\noutputs in {workdir}: metrics.jsonl, summary.json, checkpoints/, figures/, config.yaml")
+  return float(summary.get(cfg.objective_metric, float("nan")))
+
+
+if __name__ == "__main__":
+  main()  # pylint: disable=no-value-for-parameter
