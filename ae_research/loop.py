@@ -82,16 +82,25 @@ def _check_finite(losses: np.ndarray, first_step: int, epoch: int, ckpt: Checkpo
         f"{kept}; lower optimizer.learning_rate or check the loss/data config")
 
 
-def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
-  """Trains the configured model, evaluating and checkpointing; returns the summary dict."""
-  t_start = time.perf_counter()
+@dataclasses.dataclass
+class Setup:
+  """Everything a run builds from its config before touching the run directory."""
+  data: Any
+  mesh: Any
+  plan: Plan
+  graphdef: nnx.GraphDef
+  params: nnx.State
+  objective: Any
+  tx: Any
+
+
+def setup(cfg: DictConfig, devices: Any = None) -> Setup:
+  """Validates `cfg` and builds data, mesh, model, objective and optimiser from it."""
   validate_config(cfg, SUPPLIED)
   tcfg = cfg.trainer
   _check_trainer(tcfg)
-  workdir = _prepare_workdir(workdir)
-
   data = build(cfg.dataset, "dataset")
-  mesh = make_mesh(tcfg.devices)
+  mesh = make_mesh(tcfg.devices if devices is None else devices)
   eval_batch_size = tcfg.eval_batch_size or data.batch_size
   check_divisible(data.batch_size, mesh)
   check_divisible(eval_batch_size, mesh, "trainer.eval_batch_size")
@@ -101,7 +110,6 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
     total_steps = min(total_steps, tcfg.max_steps)
   plan = Plan(data.batch_size, eval_batch_size, steps_per_epoch, total_steps,
               chunk=min(tcfg.log_every_steps, steps_per_epoch))
-
   model = build(cfg.model, "model", input_shape=data.image_shape, rngs=nnx.Rngs(cfg.seed))
   objective = build(cfg.loss, "loss")
   tx = build(cfg.optimizer, "optimizer", total_steps=total_steps)
@@ -111,8 +119,18 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
   if tuple(out_shape) != data.target_shape:
     raise ConfigError(f"model output shape {tuple(out_shape)} does not match the {data.name} targets "
                       f"{data.target_shape}; fix the model config (e.g. model.output_shape)")
+  return Setup(data, mesh, plan, graphdef, params, objective, tx)
 
-  state = put_replicated(create_train_state(params, tx, cfg.seed), mesh)
+
+def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
+  """Trains the configured model, evaluating and checkpointing; returns the summary dict."""
+  t_start = time.perf_counter()
+  s = setup(cfg)
+  workdir = _prepare_workdir(workdir)
+  data, mesh, plan, graphdef, tx = s.data, s.mesh, s.plan, s.graphdef, s.tx
+  total_steps = plan.total_steps
+  tcfg = cfg.trainer
+  state = put_replicated(create_train_state(s.params, tx, cfg.seed), mesh)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=tcfg.keep_checkpoints)
   if ckpt.latest_step() is not None:
     if not tcfg.resume:
@@ -125,7 +143,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
   OmegaConf.save(cfg, os.path.join(workdir, "config.yaml"), resolve=True)
   writer = create_writer(cfg.logger, workdir, config_dict, total_steps, int(state.step))
   try:
-    loss_fn = step_lib.make_loss_fn(graphdef, objective)
+    loss_fn = step_lib.make_loss_fn(graphdef, s.objective)
     summary = _run(state, loss_fn, tx, data, mesh, plan, ckpt, writer, cfg, graphdef, workdir)
   finally:
     writer.close()

@@ -21,6 +21,7 @@ log = logging.getLogger("ae_research")
 register_schemas()
 # orbax reports every checkpoint step at INFO through absl; keep the console for the run.
 logging.getLogger("absl").setLevel(logging.WARNING)
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "Unable to initialize backend 'tpu'".
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")

@@ -4,6 +4,8 @@ Every node that names a `_target_` is checked against that callable's signature 
 anything is built: unknown keys and values of the wrong type are reported with the
 dotted config path, the accepted keys and the expected type.
 """
+import collections.abc
+import dataclasses
 import inspect
 import types
 import typing
@@ -38,12 +40,12 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
   if annotation in (bool, str):
     return isinstance(value, annotation)
-  if origin in (tuple, list, Sequence, typing.Sequence) or annotation in (tuple, list):
+  if origin in (tuple, list, collections.abc.Sequence) or annotation in (tuple, list):
     if not isinstance(value, (list, tuple, ListConfig)):
       return False
     args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
     return len(args) != 1 or all(_type_ok(v, args[0]) for v in value)
-  if origin in (dict, Mapping, typing.Mapping) or annotation is dict:
+  if origin in (dict, collections.abc.Mapping) or annotation is dict:
     return isinstance(value, (dict, DictConfig))
   return True  # Callables, modules, arrays: the constructor checks those.
 
@@ -53,7 +55,9 @@ def _is_optional(annotation: Any) -> bool:
 
 
 def _type_name(annotation: Any) -> str:
-  return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+  if typing.get_origin(annotation) is None and hasattr(annotation, "__name__"):
+    return annotation.__name__
+  return str(annotation).replace("typing.", "")
 
 
 def _check_node(path: str, node: DictConfig, supplied: Sequence[str] = ()) -> None:
@@ -94,18 +98,22 @@ def validate_config(cfg: DictConfig, supplied: Mapping[str, Sequence[str]] = Non
 
   def walk(path: str, node: Any, top: str):
     if isinstance(node, DictConfig):
+      schema = OmegaConf.get_type(node)
+      if dataclasses.is_dataclass(schema):  # `+key=value` overrides can add keys to typed nodes.
+        fields = {f.name for f in dataclasses.fields(schema)}
+        extra = sorted(str(k) for k in node.keys() if k not in fields)
+        if extra:
+          raise ConfigError(f"{path}.{extra[0]}: unknown key for {schema.__name__}; valid keys: "
+                            f"{', '.join(sorted(f for f in fields if not f.startswith('_')))}")
       if "_target_" in node:
         _check_node(path, node, supplied.get(top, ()))
       for key in node.keys():
-        walk(f"{path}.{key}", node._get_node(key), top)
+        walk(f"{path}.{key}" if top else str(key), node._get_node(key), top or str(key))
     elif isinstance(node, ListConfig):
       for i, item in enumerate(node):
         walk(f"{path}[{i}]", node._get_node(i), top)
 
-  for group in cfg.keys():
-    child = cfg._get_node(group)
-    if isinstance(child, (DictConfig, ListConfig)):
-      walk(str(group), child, str(group))
+  walk("config", cfg, "")
 
 
 def build(node: DictConfig, path: str, **supplied) -> Any:

@@ -55,17 +55,16 @@ def read_idx_splits(directory: str) -> Optional[Dict[str, Tuple[np.ndarray, np.n
 def read_tfds_splits(name: str, data_dir: Optional[str], download: bool):
   """{split: (uint8 images (N, H, W), labels)} through `tfds.data_source` (array_record, no TF)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import, rarely needed)
-  try:
-    sources = tfds.data_source(name, data_dir=data_dir, download=download,
-                               builder_kwargs={"file_format": "array_record"})
-  except Exception as e:  # TFDS raises assorted errors for "not prepared"; all mean the same here.
-    if download:
-      raise DataError(f"TFDS could not download/prepare '{name}': {str(e).splitlines()[0]}") from None
-    return None
   out = {}
   for split in ("train", "test"):
-    src = sources[split]
-    records = src.__getitems__(list(range(len(src))))
+    try:
+      src = tfds.data_source(name, split=split, data_dir=data_dir, download=download,
+                             builder_kwargs={"file_format": "array_record"})
+    except Exception as e:  # TFDS raises assorted errors for "not prepared"; all mean the same here.
+      if download:
+        raise DataError(f"TFDS could not download/prepare '{name}': {str(e).splitlines()[0]}") from None
+      return None
+    records = [src[i] for i in range(len(src))]
     images = np.stack([np.asarray(r["image"]) for r in records])
     out[split] = (images[..., 0] if images.shape[-1] == 1 else images,
                   np.asarray([r["label"] for r in records]))

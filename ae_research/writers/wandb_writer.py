@@ -3,6 +3,7 @@ outputs (metrics.jsonl, summary.json, figures, checkpoints) never depend on it."
 import logging
 import netrc
 import os
+import secrets
 from typing import Any, Mapping, Optional, Sequence
 
 from ae_research.errors import ConfigError
@@ -41,7 +42,7 @@ class WandbWriter(MetricWriter):
       import wandb  # pylint: disable=g-import-not-at-top  (0.8 s import; skipped when disabled)
       self._wandb = wandb
       id_path = os.path.join(workdir, _RUN_ID_FILE)
-      run_id = open(id_path).read().strip() if os.path.exists(id_path) else wandb.util.generate_id()
+      run_id = open(id_path).read().strip() if os.path.exists(id_path) else secrets.token_hex(4)
       self._run = wandb.init(project=project, entity=entity, group=group, tags=list(tags), job_type=job_type,
                              name=name, id=run_id, resume="allow", dir=workdir, mode=mode,
                              config=dict(config), settings=wandb.Settings(init_timeout=60, silent=True))

@@ -1,0 +1,35 @@
+# ae-research: `make demo` trains SPEC 1 on real Fashion-MNIST; `make test` runs the suite.
+# Both set everything up first: a .venv with the package, and Debian's Fashion-MNIST.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+PYTEST_ARGS ?= -n 2
+
+.PHONY: setup data demo test clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+data:
+	@if [ -f $(FASHION_MNIST) ]; then echo "Fashion-MNIST: $(dir $(FASHION_MNIST))"; \
+	elif [ -n "$$AE_DATA_DIR" ] && [ -d "$$AE_DATA_DIR/fashion_mnist" ]; then echo "Fashion-MNIST: $$AE_DATA_DIR/fashion_mnist"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null && \
+	  echo "Fashion-MNIST: installed dataset-fashion-mnist"; \
+	else echo "Fashion-MNIST not found. Install it with 'sudo apt-get install -y dataset-fashion-mnist', or put the"; \
+	  echo "four original IDX .gz files in \$$AE_DATA_DIR/fashion_mnist/ (or pass dataset.data_dir=DIR)."; fi
+
+demo: setup data
+	$(BIN)/ae-train
+
+test: setup data
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs multirun outputs .pytest_cache

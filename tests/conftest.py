@@ -1,0 +1,29 @@
+"""Every test process sees 4 CPU devices (set before JAX is imported) and W&B off."""
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import pytest  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from ae_research.config import register_schemas  # noqa: E402
+from ae_research.train import CONFIG_DIR  # noqa: E402
+
+register_schemas()
+
+# Small and fast: 8x8 digits, a narrow MLP, a few dozen steps, no W&B, no progress bar.
+FAST = ["dataset=digits", "dataset.batch_size=64", "model.hidden=[32,16]", "trainer.epochs=2",
+        "trainer.log_every_steps=5", "trainer.eval_batch_size=null", "logger.wandb.mode=disabled",
+        "logger.progress=false"]
+
+
+def compose_config(overrides=(), fast=True):
+  with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    return compose(config_name="config", overrides=(FAST if fast else []) + list(overrides))
+
+
+@pytest.fixture
+def make_cfg():
+  return compose_config

@@ -1,0 +1,54 @@
+"""The `ae-train` command: Hydra overrides, one-line user errors, exit codes, outputs kept."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = {**os.environ, "WANDB_MODE": "disabled", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+FAST = ["dataset=digits", "model.hidden=[16]", "trainer.max_steps=12", "trainer.log_every_steps=4",
+        "trainer.eval_batch_size=null", "logger.progress=false", "logger.wandb.mode=disabled"]
+
+
+def _train(*overrides):
+  return subprocess.run([sys.executable, "-m", "ae_research.train", *overrides], capture_output=True, text=True,
+                        env=ENV, timeout=300, check=False)
+
+
+def test_train_command_writes_outputs(tmp_path):
+  result = _train(*FAST, f"hydra.run.dir={tmp_path}", "seed=3", "optimizer=rmsprop", "optimizer.learning_rate=1e-3",
+                  "dataset.batch_size=32", "model.latent_dim=3", "trainer.epochs=1")
+  assert result.returncode == 0, result.stderr[-2000:]
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["step"] == 12 and summary["n_devices"] == 2
+  assert f"outputs in {tmp_path}" in result.stdout
+  assert (tmp_path / ".hydra" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["dataset.batch_size=33"], "dataset.batch_size=33 is not divisible by the 2 devices in use"),
+    (["trainer.epochs=0"], "trainer.epochs=0: must be a positive integer"),
+    (["optimizer.learning_rate=-1"], "optimizer.learning_rate=-1: must be positive"),
+    (["model.output_activation=tanhh"], "unknown activation 'tanhh'"),
+    (["dataset=mnist", "dataset.data_dir=/nonexistent"], "dataset.data_dir=/nonexistent: no such directory"),
+    (["+trainer.epoch=3"], "trainer.epoch: unknown key for TrainerConfig; valid keys: checkpoint_every_epochs"),
+    (["+logger.wandb.projetc=x"], "logger.wandb.projetc: unknown key for WandbConfig"),
+])
+def test_user_errors_are_one_line(tmp_path, overrides, message):
+  result = _train(*FAST, f"hydra.run.dir={tmp_path}", *overrides)
+  assert result.returncode == 2
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["optimizer=adamm"], "Could not find 'optimizer/adamm'"),
+    (["trainer.epochs=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
+    (["logger.wandb.tags=5"], "Invalid value assigned: int is not a ListConfig, list or tuple"),
+])
+def test_composition_errors_name_the_problem(tmp_path, overrides, message):
+  result = _train(*FAST, f"hydra.run.dir={tmp_path}", *overrides)
+  assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr

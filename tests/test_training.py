@@ -1,0 +1,111 @@
+"""The training engine end to end on small data: outputs, 1-vs-4 devices, exact resume, NaN."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from ae_research import train_and_evaluate
+from ae_research.errors import CheckpointError, ConfigError, NonFiniteLossError
+from ae_research.run_dir import load_run
+from ae_research.writers.jsonl import read_jsonl
+
+
+def _params(run_dir, devices=1):
+  return jax.tree.map(np.asarray, jax.device_get(load_run(str(run_dir), devices=devices).state.params))
+
+
+def test_outputs_and_falling_loss(make_cfg, tmp_path):
+  summary = train_and_evaluate(make_cfg(["trainer.epochs=4"]), str(tmp_path))
+  records = read_jsonl(tmp_path / "metrics.jsonl")
+  epochs = [r for r in records if "eval/loss" in r]
+  steps = [r for r in records if "eval/loss" not in r]
+  assert len(epochs) == 4 and steps
+  for r in epochs:
+    assert {"step", "epoch", "train/loss", "time/epoch_s", "train/samples_per_s", "eval/loss", "eval/mse"} <= set(r)
+  for r in steps:
+    assert {"step", "epoch", "train/loss", "train/mse", "train/samples_per_s", "train/learning_rate"} <= set(r)
+  assert epochs[-1]["eval/loss"] < 0.8 * epochs[0]["eval/loss"]
+  on_disk = json.loads((tmp_path / "summary.json").read_text())
+  for key in ("step", "epoch", "train/loss", "eval/loss", "n_devices", "train/samples_per_s", "time/compile_s",
+              "time/total_s"):
+    assert key in on_disk, key
+  assert on_disk["n_devices"] == 4 and on_disk["step"] == 4 * (1438 // 64) and on_disk["epoch"] == 4
+  assert on_disk["eval/loss"] == pytest.approx(epochs[-1]["eval/loss"]) == pytest.approx(summary["eval/loss"])
+  for name in ("codes.png", "reconstructions.png"):
+    assert (tmp_path / "figures" / name).stat().st_size > 5_000
+  assert (tmp_path / "config.yaml").exists() and (tmp_path / "checkpoints").is_dir()
+
+
+def test_eval_loss_is_the_test_set_mse(make_cfg, tmp_path):
+  """Independent check of the compiled, padded, sharded evaluation."""
+  summary = train_and_evaluate(make_cfg(["trainer.max_steps=15", "trainer.eval_batch_size=256"]), str(tmp_path))
+  run = load_run(str(tmp_path))
+  x = run.setup.data.test["image"]
+  recon = np.asarray(run.model(x)[0])
+  assert summary["eval/loss"] == pytest.approx(float(np.mean((recon - x) ** 2)), rel=1e-5)
+
+
+def test_one_and_four_devices_agree(make_cfg, tmp_path):
+  runs = {}
+  for n in (1, 4):
+    train_and_evaluate(make_cfg([f"trainer.devices={n}", "trainer.max_steps=30"]), str(tmp_path / str(n)))
+    runs[n] = read_jsonl(tmp_path / str(n) / "metrics.jsonl")
+  assert json.loads((tmp_path / "4" / "summary.json").read_text())["n_devices"] == 4
+  for a, b in zip(runs[1], runs[4], strict=True):
+    assert a["step"] == b["step"]
+    assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-4)
+    if "eval/loss" in a:
+      assert a["eval/loss"] == pytest.approx(b["eval/loss"], rel=1e-4)
+  jax.tree.map(lambda p, q: np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-6),
+               _params(tmp_path / "1"), _params(tmp_path / "4"))
+
+
+def test_resume_after_interruption_is_exact(make_cfg, tmp_path):
+  train_and_evaluate(make_cfg(["trainer.epochs=4"]), str(tmp_path / "full"))
+  # "Interrupted" after epoch 2: a run that stopped there, then resumed with the full schedule.
+  train_and_evaluate(make_cfg(["trainer.epochs=2"]), str(tmp_path / "cut"))
+  train_and_evaluate(make_cfg(["trainer.epochs=4", "trainer.resume=true"]), str(tmp_path / "cut"))
+  jax.tree.map(np.testing.assert_array_equal, _params(tmp_path / "full"), _params(tmp_path / "cut"))
+  full, cut = read_jsonl(tmp_path / "full" / "metrics.jsonl"), read_jsonl(tmp_path / "cut" / "metrics.jsonl")
+  assert [r["step"] for r in cut] == [r["step"] for r in full]  # No duplicated or missing records.
+  assert [r["train/loss"] for r in cut] == [r["train/loss"] for r in full]
+
+
+def test_existing_run_needs_resume_flag(make_cfg, tmp_path):
+  train_and_evaluate(make_cfg(["trainer.max_steps=5"]), str(tmp_path))
+  before = (tmp_path / "metrics.jsonl").read_text()
+  with pytest.raises(ConfigError, match="trainer.resume=true"):
+    train_and_evaluate(make_cfg(["trainer.max_steps=10"]), str(tmp_path))
+  assert (tmp_path / "metrics.jsonl").read_text() == before
+
+
+def test_nan_loss_stops_with_step_and_keeps_checkpoint(make_cfg, tmp_path):
+  train_and_evaluate(make_cfg(["trainer.epochs=1", "optimizer=sgd", "optimizer.learning_rate=0.5"]), str(tmp_path))
+  ckpts = sorted(os.listdir(tmp_path / "checkpoints"))
+  with pytest.raises(NonFiniteLossError, match=r"at step (2[3-9]|[3-6]\d) .*checkpoint of step 22 is intact"):
+    train_and_evaluate(make_cfg(["trainer.epochs=3", "trainer.resume=true", "optimizer=sgd",
+                                 "optimizer.learning_rate=1e12"]), str(tmp_path))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ckpts
+  assert np.isfinite(jax.tree.leaves(_params(tmp_path))[0]).all()
+
+
+def test_resume_with_a_different_optimizer_is_refused(make_cfg, tmp_path):
+  train_and_evaluate(make_cfg(["trainer.epochs=1"]), str(tmp_path))
+  with pytest.raises(CheckpointError, match="does not fit the current config"):
+    train_and_evaluate(make_cfg(["trainer.epochs=2", "trainer.resume=true", "optimizer=sgd"]), str(tmp_path))
+
+
+def test_batch_not_divisible_by_devices(make_cfg, tmp_path):
+  with pytest.raises(ConfigError, match="not divisible by the 4 devices"):
+    train_and_evaluate(make_cfg(["dataset.batch_size=30"]), str(tmp_path))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop", "adadelta", "adamw"])
+def test_every_optimizer_trains(make_cfg, tmp_path, optimizer):
+  lr = {"sgd": 0.5, "adadelta": 10.0}.get(optimizer, 3e-3)
+  summary = train_and_evaluate(make_cfg([f"optimizer={optimizer}", f"optimizer.learning_rate={lr}",
+                                         "trainer.figures=false"]), str(tmp_path))
+  first = read_jsonl(tmp_path / "metrics.jsonl")[0]["train/loss"]
+  assert summary["train/loss"] < first

@@ -1,0 +1,54 @@
+"""W&B: what an offline run logged (read back from its .wandb file), and failures lose nothing."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ae_research import train_and_evaluate
+from ae_research.writers.jsonl import read_jsonl
+
+# The CLI installed beside this interpreter (the venv's bin/ need not be on PATH).
+WANDB_CLI = os.path.join(os.path.dirname(sys.executable), "wandb")
+
+
+def _inspect(run_dir, *flags):
+  out = subprocess.run([WANDB_CLI, "leet", "inspect", *flags, "--json", run_dir], capture_output=True, text=True,
+                       check=True, timeout=120).stdout
+  return out
+
+
+def test_offline_run_logs_config_scalars_images_and_summary(make_cfg, tmp_path, monkeypatch):
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  summary = train_and_evaluate(make_cfg(["logger.wandb.mode=offline", "logger.wandb.tags=[unit,test]",
+                                         "logger.wandb.group=g1", "trainer.max_steps=30"]), str(tmp_path))
+  runs = glob.glob(str(tmp_path / "wandb" / "offline-run-*"))
+  assert len(runs) == 1
+  info = json.loads(_inspect(runs[0], "--summary"))
+  assert info["state"] == "finished" and info["tags"] == ["unit", "test"] and info["name"] == "deep_ae_2d"
+  assert info["run_id"] == (tmp_path / "wandb_run_id.txt").read_text()
+  assert info["config"]["dataset"]["name"] == "digits" and info["config"]["trainer"]["max_steps"] == 30
+  assert info["summary"]["eval/loss"] == pytest.approx(summary["eval/loss"])
+  assert info["summary"]["figures/codes"]["format"] == "png"
+  history = [json.loads(line)["history"]["item"] for line in _inspect(runs[0]).splitlines()
+             if '"type":"history"' in line.replace(" ", "")]
+  logged = {row["_step"]: row for row in history}
+  local = read_jsonl(tmp_path / "metrics.jsonl")
+  assert sorted(logged) == sorted({r["step"] for r in local})
+  last = [r for r in local if "eval/loss" in r][-1]
+  assert logged[last["step"]]["eval/loss"] == pytest.approx(last["eval/loss"])
+
+
+def test_wandb_failure_keeps_local_outputs(make_cfg, tmp_path, monkeypatch, caplog):
+  """Online mode without an API key fails at init: training goes on and writes everything locally."""
+  monkeypatch.delenv("WANDB_API_KEY", raising=False)
+  monkeypatch.delenv("WANDB_MODE", raising=False)
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))  # No ~/.netrc with a key.
+  monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "home"))
+  summary = train_and_evaluate(make_cfg(["logger.wandb.mode=online", "trainer.max_steps=10"]), str(tmp_path / "run"))
+  assert "W&B init failed" in caplog.text
+  assert summary["step"] == 10
+  for name in ("metrics.jsonl", "summary.json", "figures/codes.png", "config.yaml"):
+    assert os.path.exists(tmp_path / "run" / name), name
