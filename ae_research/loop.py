@@ -10,7 +10,7 @@ import json
 import os
 import statistics
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -43,9 +43,12 @@ class Plan:
 
 
 def _check_trainer(t: DictConfig) -> None:
-  for key in ("epochs", "log_every_steps", "eval_every_epochs", "checkpoint_every_epochs", "keep_checkpoints"):
+  for key in ("log_every_steps", "eval_every_epochs", "checkpoint_every_epochs", "keep_checkpoints"):
     if t[key] <= 0:
       raise ConfigError(f"trainer.{key}={t[key]}: must be a positive integer")
+  for key in ("epochs", "greedy_epochs"):
+    if t[key] < 0:
+      raise ConfigError(f"trainer.{key}={t[key]}: must be >= 0 (0 with epochs: evaluate only)")
   for key in ("max_steps", "devices", "eval_batch_size"):
     if t[key] is not None and t[key] <= 0:
       raise ConfigError(f"trainer.{key}={t[key]}: must be a positive integer or null")
@@ -92,6 +95,12 @@ class Setup:
   params: nnx.State
   objective: Any
   tx: Any
+  corruption: Optional[Any] = None
+  update_mask: Optional[Any] = None  # Bool pytree like params (False: frozen), or None.
+  num_layers: int = 0  # Layers of a stacked model (greedy pre-training), 0 otherwise.
+
+  def loss_fn(self):
+    return step_lib.make_loss_fn(self.graphdef, self.objective, self.corruption)
 
 
 def setup(cfg: DictConfig, devices: Any = None) -> Setup:
@@ -112,62 +121,90 @@ def setup(cfg: DictConfig, devices: Any = None) -> Setup:
               chunk=min(tcfg.log_every_steps, steps_per_epoch))
   model = build(cfg.model, "model", input_shape=data.image_shape, rngs=nnx.Rngs(cfg.seed))
   objective = build(cfg.loss, "loss")
-  tx = build(cfg.optimizer, "optimizer", total_steps=total_steps)
+  tx = build(cfg.optimizer, "optimizer", total_steps=max(total_steps, 1))
+  corruption = build(cfg.corruption, "corruption") if cfg.get("corruption") else None
   graphdef, params = split_model(model)
+  target_shape = data.target_shape if getattr(model, "stage", 0) == 0 else None  # A greedy stage sets its own.
   out_shape = jax.eval_shape(lambda p, x: nnx.merge(graphdef, p)(x)[0], params,
                              jax.ShapeDtypeStruct((1, *data.image_shape), jnp.float32)).shape[1:]
-  if tuple(out_shape) != data.target_shape:
+  if target_shape is not None and tuple(out_shape) != target_shape:
     raise ConfigError(f"model output shape {tuple(out_shape)} does not match the {data.name} targets "
-                      f"{data.target_shape}; fix the model config (e.g. model.output_shape)")
-  return Setup(data, mesh, plan, graphdef, params, objective, tx)
+                      f"{target_shape}; fix the model config (e.g. model.output_shape)")
+  return Setup(data, mesh, plan, graphdef, params, objective, tx, corruption, model.update_mask(params),
+               getattr(model, "num_layers", 0))
 
 
-def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
-  """Trains the configured model, evaluating and checkpointing; returns the summary dict."""
-  t_start = time.perf_counter()
-  s = setup(cfg)
-  workdir = _prepare_workdir(workdir)
-  data, mesh, plan, graphdef, tx = s.data, s.mesh, s.plan, s.graphdef, s.tx
-  total_steps = plan.total_steps
+def _initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str):
+  """Fresh, initialised from `trainer.init_from`, or resumed from this run's checkpoint."""
   tcfg = cfg.trainer
-  state = put_replicated(create_train_state(s.params, tx, cfg.seed), mesh)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=tcfg.keep_checkpoints)
+  state = put_replicated(create_train_state(s.params, s.tx, cfg.seed), s.mesh)
   if ckpt.latest_step() is not None:
     if not tcfg.resume:
       raise ConfigError(f"{workdir} already holds a checkpoint (step {ckpt.latest_step()}); pass "
                         "trainer.resume=true to continue it, or choose a new hydra.run.dir")
     state = ckpt.restore(state)
     truncate_after(os.path.join(workdir, "metrics.jsonl"), int(state.step))
+  elif tcfg.init_from:
+    source = Checkpointer(os.path.join(tcfg.init_from, "checkpoints"))
+    try:
+      if source.latest_step() is None:
+        raise ConfigError(f"trainer.init_from={tcfg.init_from}: no checkpoint there; point it at a trained run")
+      state = state.replace(params=source.restore(state).params)  # Fresh optimiser, step and key.
+    finally:
+      source.close()
+  return state
 
-  config_dict = OmegaConf.to_container(cfg, resolve=True)
-  OmegaConf.save(cfg, os.path.join(workdir, "config.yaml"), resolve=True)
-  writer = create_writer(cfg.logger, workdir, config_dict, total_steps, int(state.step))
+
+def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
+  """Trains the configured model, evaluating and checkpointing; returns the summary dict.
+
+  With `trainer.greedy_epochs > 0` and a stacked model, the layers are first pre-trained
+  one at a time (runs in `workdir/pretrain/layer_<k>`), and this run fine-tunes the stack.
+  """
+  t_start = time.perf_counter()
+  s = setup(cfg)
+  workdir = _prepare_workdir(workdir)
+  if cfg.trainer.greedy_epochs > 0:
+    from ae_research.greedy import pretrain_layers  # pylint: disable=g-import-not-at-top  (it imports this module)
+    cfg = pretrain_layers(cfg, workdir, s.num_layers)
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=cfg.trainer.keep_checkpoints)
   try:
-    loss_fn = step_lib.make_loss_fn(graphdef, s.objective)
-    summary = _run(state, loss_fn, tx, data, mesh, plan, ckpt, writer, cfg, graphdef, workdir)
+    state = _initial_state(s, cfg, ckpt, workdir)
+    OmegaConf.save(cfg, os.path.join(workdir, "config.yaml"), resolve=True)
+    writer = create_writer(cfg.logger, workdir, OmegaConf.to_container(cfg, resolve=True), s.plan.total_steps,
+                           int(state.step))
+    try:
+      summary = _run(state, s, ckpt, writer, cfg, workdir)
+    finally:
+      writer.close()
   finally:
-    writer.close()
     ckpt.close()
   summary["time/total_s"] = time.perf_counter() - t_start
   _write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
 
 
-def _run(state, loss_fn, tx, data, mesh, plan: Plan, ckpt, writer, cfg, graphdef, workdir) -> Dict[str, Any]:
-  tcfg = cfg.trainer
+def _run(state, s: Setup, ckpt, writer, cfg, workdir) -> Dict[str, Any]:
+  tcfg, data, mesh, plan = cfg.trainer, s.data, s.mesh, s.plan
   train = put_replicated({k: v for k, v in data.train.items() if k != "label"}, mesh)
   test = put_replicated(step_lib.pad_for_eval({k: v for k, v in data.test.items() if k != "label"},
                                               plan.eval_batch_size), mesh)
   eval_rng = jax.random.PRNGKey(cfg.seed + 1)
+  loss_fn = s.loss_fn()
 
   # Ahead-of-time compilation, so compile time is measured apart from step time.
   t0 = time.perf_counter()
   order_fn = step_lib.make_epoch_order(data.num_train, plan.batch_size, mesh).lower(state.rng, 0).compile()
   order = order_fn(state.rng, 0)
-  evaluate = step_lib.make_evaluate(loss_fn, mesh, plan.eval_batch_size).lower(state.params, test, eval_rng).compile()
-  train_step = step_lib.make_train_step(loss_fn, tx)
+  evaluate_program = step_lib.make_evaluate(loss_fn, mesh, plan.eval_batch_size).lower(
+      state.params, test, eval_rng, state.step).compile()
+  train_step = step_lib.make_train_step(loss_fn, s.tx, s.update_mask)
   chunks = {}
   compile_s = [time.perf_counter() - t0]
+
+  def evaluate(state) -> Dict[str, float]:
+    metrics = jax.device_get(evaluate_program(state.params, test, eval_rng, state.step))
+    return {f"eval/{k}": float(v) for k, v in metrics.items()}
 
   def chunk_program(length: int):
     if length not in chunks:
@@ -177,17 +214,17 @@ def _run(state, loss_fn, tx, data, mesh, plan: Plan, ckpt, writer, cfg, graphdef
       compile_s.append(time.perf_counter() - t)
     return chunks[length]
 
-  for length in {plan.chunk, plan.steps_per_epoch % plan.chunk} - {0}:
-    chunk_program(length)
+  if plan.total_steps:
+    for length in {plan.chunk, plan.steps_per_epoch % plan.chunk} - {0}:
+      chunk_program(length)
   step = int(jax.device_get(state.step))
-  epoch_rates, last_epoch = [], {}
-  eval_metrics = {}
+  epoch_rates, last_epoch, eval_metrics = [], {}, {}
   while step < plan.total_steps:
     epoch = step // plan.steps_per_epoch
     epoch_end = min(plan.steps_per_epoch, plan.total_steps - epoch * plan.steps_per_epoch)
     pos = step - epoch * plan.steps_per_epoch
     order = order_fn(state.rng, epoch)
-    sums, steps_run, t_epoch = collections.defaultdict(float), 0, time.perf_counter()
+    sums, steps_run, t_epoch, compiled_before = collections.defaultdict(float), 0, time.perf_counter(), sum(compile_s)
     while pos < epoch_end:
       length = min(plan.chunk, epoch_end - pos)
       program = chunk_program(length)
@@ -201,28 +238,29 @@ def _run(state, loss_fn, tx, data, mesh, plan: Plan, ckpt, writer, cfg, graphdef
         sums[k] += float(v.sum())
       writer.write_scalars(step, {"epoch": epoch + 1, **{f"train/{k}": float(v.mean()) for k, v in metrics.items()},
                                   "train/samples_per_s": length * plan.batch_size / seconds})
-    epoch_s = time.perf_counter() - t_epoch
+    epoch_s = time.perf_counter() - t_epoch - (sum(compile_s) - compiled_before)  # Compiles are not steps.
     epoch_rates.append(steps_run * plan.batch_size / epoch_s)
     done = step >= plan.total_steps
     last_epoch = {"epoch": epoch + 1, "train/loss": sums["loss"] / steps_run, "time/epoch_s": epoch_s,
                   "train/samples_per_s": epoch_rates[-1]}
     if done or (epoch + 1) % tcfg.eval_every_epochs == 0:
-      eval_metrics = {f"eval/{k}": float(v) for k, v in jax.device_get(evaluate(state.params, test, eval_rng)).items()}
+      eval_metrics = evaluate(state)
     writer.write_scalars(step, {**last_epoch, **eval_metrics})
     if done or (epoch + 1) % tcfg.checkpoint_every_epochs == 0:
       ckpt.save(state)
 
-  if not eval_metrics:  # Resumed a finished run: evaluate what was restored.
-    eval_metrics = {f"eval/{k}": float(v) for k, v in jax.device_get(evaluate(state.params, test, eval_rng)).items()}
+  if not eval_metrics:  # Nothing left to train (resumed a finished run, or epochs=0): evaluate as is.
+    eval_metrics = evaluate(state)
+    ckpt.save(state)
   ckpt.wait()
   if tcfg.figures and jax.process_index() == 0:
-    figures = draw_run_figures(graphdef, state.params, data, mesh, os.path.join(workdir, "figures"),
+    figures = draw_run_figures(s.graphdef, state.params, data, mesh, os.path.join(workdir, "figures"),
                                plan.eval_batch_size, tcfg.figure_examples, title=cfg.name)
     writer.write_images(step, figures)
   steady = epoch_rates[1:] or epoch_rates
-  summary = {"name": cfg.name, "dataset": data.name, "step": step, "epoch": -(-step // plan.steps_per_epoch),
-             "n_devices": int(mesh.devices.size), "time/compile_s": sum(compile_s),
-             "train/samples_per_s": statistics.median(steady) if steady else None,
+  summary = {"name": cfg.name, "dataset": data.name, "step": step,
+             "epoch": -(-step // plan.steps_per_epoch), "n_devices": int(mesh.devices.size),
+             "time/compile_s": sum(compile_s), "train/samples_per_s": statistics.median(steady) if steady else None,
              "train/loss": last_epoch.get("train/loss"), **eval_metrics}
   writer.write_summary(summary)
   return summary

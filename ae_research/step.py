@@ -26,25 +26,33 @@ Corruption = Callable[[jax.Array, jax.Array], jax.Array]  # (rng, clean inputs) 
 
 
 def make_loss_fn(graphdef: nnx.GraphDef, objective: Objective, corruption: Optional[Corruption] = None):
-  """loss_fn(params, batch, rng) -> (scalar, metrics); `batch["mask"]` weights examples if present."""
+  """loss_fn(params, batch, rng, step) -> (scalar, metrics); `batch["mask"]` weights examples.
 
-  def loss_fn(params: nnx.State, batch: Batch, rng: jax.Array):
+  The target is, in order: what the model sets itself (`aux["target"]`, e.g. a greedy
+  stage's frozen codes), the batch's paired "target" (e.g. colour images), the clean input.
+  """
+
+  def loss_fn(params: nnx.State, batch: Batch, rng: jax.Array, step: Optional[jax.Array] = None):
     model = nnx.merge(graphdef, params)
     noise_rng, model_rng = jax.random.split(rng)
     clean = batch["image"]
     inputs = clean if corruption is None else corruption(noise_rng, clean)
     recon, aux = model(inputs, rng=model_rng)
-    ctx = LossInputs(inputs=inputs, target=batch.get("target", clean), recon=recon, aux=aux, model=model)
-    return objective(ctx, mask=batch.get("mask"))
+    target = aux["target"] if "target" in aux else batch.get("target", clean)
+    ctx = LossInputs(inputs=inputs, target=target, recon=recon, aux=aux, model=model)
+    return objective(ctx, mask=batch.get("mask"), step=step)
 
   return loss_fn
 
 
-def make_train_step(loss_fn, tx: optax.GradientTransformation):
+def make_train_step(loss_fn, tx: optax.GradientTransformation, update_mask: Any = None):
+  """`update_mask` (bool pytree like the params, or None): False leaves a parameter frozen."""
 
   def train_step(state: TrainState, batch: Batch, rng: jax.Array):
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng, state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    if update_mask is not None:
+      updates = jax.tree.map(lambda u, train: u if train else jnp.zeros_like(u), updates, update_mask)
     params = optax.apply_updates(state.params, updates)
     metrics = {**metrics, "grad_norm": optax.global_norm(grads), "learning_rate": learning_rate(state.opt_state)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
@@ -99,15 +107,18 @@ def pad_for_eval(split: Dict[str, Any], batch_size: int) -> Dict[str, Any]:
 
 
 def make_evaluate(loss_fn, mesh: Mesh, batch_size: int):
-  """jit(evaluate)(params, padded_split, rng) -> metrics averaged over the real examples."""
+  """jit(evaluate)(params, padded_split, rng, step) -> metrics averaged over the real examples.
 
-  def evaluate(params: nnx.State, split: Batch, rng: jax.Array) -> Dict[str, jax.Array]:
+  Inputs are corrupted as in training (SPEC 2 reports the test cost on corrupted input).
+  """
+
+  def evaluate(params: nnx.State, split: Batch, rng: jax.Array, step: jax.Array) -> Dict[str, jax.Array]:
     num_batches = split["mask"].shape[0] // batch_size
 
     def metrics_of(i):
       idx = i * batch_size + jnp.arange(batch_size)
       batch = _gather(split, idx, mesh)
-      _, metrics = loss_fn(params, batch, jax.random.fold_in(rng, i))
+      _, metrics = loss_fn(params, batch, jax.random.fold_in(rng, i), step)
       return metrics, batch["mask"].sum()
 
     def body(acc, i):

@@ -14,7 +14,7 @@ from ae_research.train import CONFIG_DIR  # noqa: E402
 register_schemas()
 
 # Small and fast: 8x8 digits, a narrow MLP, a few dozen steps, no W&B, no progress bar.
-FAST = ["dataset=digits", "dataset.batch_size=64", "model.hidden=[32,16]", "trainer.epochs=2",
+FAST = ["dataset=digits", "dataset.batch_size=64", "trainer.epochs=2",
         "trainer.log_every_steps=5", "trainer.eval_batch_size=null", "logger.wandb.mode=disabled",
         "logger.progress=false"]
 

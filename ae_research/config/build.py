@@ -97,6 +97,8 @@ def validate_config(cfg: DictConfig, supplied: Mapping[str, Sequence[str]] = Non
   supplied = supplied or {}
 
   def walk(path: str, node: Any, top: str):
+    if OmegaConf.is_config(node) and node._is_none():  # e.g. an optional list left null.
+      return
     if isinstance(node, DictConfig):
       schema = OmegaConf.get_type(node)
       if dataclasses.is_dataclass(schema):  # `+key=value` overrides can add keys to typed nodes.

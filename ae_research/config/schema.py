@@ -14,7 +14,7 @@ from omegaconf import MISSING
 
 @dataclasses.dataclass
 class TrainerConfig:
-  epochs: int = 20
+  epochs: int = 20  # 0: evaluate (and draw) the initial or restored model only.
   max_steps: Optional[int] = None  # Cap on total optimiser steps (stops mid-epoch).
   log_every_steps: int = 50  # Steps per compiled chunk; the host syncs once per chunk.
   eval_every_epochs: int = 1
@@ -25,6 +25,8 @@ class TrainerConfig:
   eval_batch_size: Optional[int] = None  # null: dataset.batch_size.
   figures: bool = True
   figure_examples: int = 10
+  init_from: Optional[str] = None  # Run directory whose latest parameters initialise this run.
+  greedy_epochs: int = 0  # Stacked models: epochs of greedy pre-training per layer before fine-tuning.
 
 
 @dataclasses.dataclass
@@ -71,6 +73,26 @@ class BlocksConfig(DatasetConfig):
 
 
 @dataclasses.dataclass
+class PhotoPatchesConfig(DatasetConfig):
+  patch_size: int = 8
+  num_train: int = 10_000
+  num_test: int = 2_000
+  grey: bool = True
+  whiten: bool = True
+  zca_epsilon: float = 0.01
+  paths: Optional[List[str]] = None
+
+
+@dataclasses.dataclass
+class PhotoColorizeConfig(DatasetConfig):
+  size: int = 48
+  num_train: int = 4_000
+  num_test: int = 500
+  downscale: int = 2
+  paths: Optional[List[str]] = None
+
+
+@dataclasses.dataclass
 class Config:
   """The composed run config. Groups without a schema are typed `Any`."""
   seed: int = 0
@@ -78,6 +100,7 @@ class Config:
   loss: Any = MISSING
   optimizer: Any = MISSING
   dataset: Any = MISSING
+  corruption: Any = None  # Denoising: a corruption process applied to the inputs in the step.
   trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
   logger: LoggerConfig = dataclasses.field(default_factory=LoggerConfig)
   name: str = "run"  # Short run name (experiments set it); used for W&B and reports.
@@ -92,3 +115,5 @@ def register_schemas() -> None:
   cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
   cs.store(group="dataset", name="idx_schema", node=IdxDatasetConfig)
   cs.store(group="dataset", name="blocks_schema", node=BlocksConfig)
+  cs.store(group="dataset", name="photo_patches_schema", node=PhotoPatchesConfig)
+  cs.store(group="dataset", name="photo_colorize_schema", node=PhotoColorizeConfig)

@@ -40,21 +40,28 @@ class Objective:
     weights: name -> weight (missing names weigh 1.0).
     batch_reduction: "mean" over examples (default) or "sum" (e.g. SPEC 2's summed
       squared error over the batch, which sets the effective SGD step size).
+    warmup_steps: name -> steps over which that term's weight ramps linearly from 0
+      (e.g. the KL term of a VAE: "KL annealing").
   """
 
   def __init__(self, terms: Dict[str, Term], weights: Optional[Dict[str, float]] = None,
-               batch_reduction: str = "mean"):
+               batch_reduction: str = "mean", warmup_steps: Optional[Dict[str, int]] = None):
     if not terms:
       raise ConfigError("loss.terms: an objective needs at least one term")
     weights = dict(weights or {})
-    unknown = sorted(set(weights) - set(terms))
-    if unknown:
-      raise ConfigError(f"loss.weights: {', '.join(unknown)} name no term; terms are {', '.join(terms)}")
+    warmup_steps = dict(warmup_steps or {})
+    for key, named in (("weights", weights), ("warmup_steps", warmup_steps)):
+      unknown = sorted(set(named) - set(terms))
+      if unknown:
+        raise ConfigError(f"loss.{key}: {', '.join(unknown)} name no term; terms are {', '.join(terms)}")
+    if any(v < 0 for v in warmup_steps.values()):
+      raise ConfigError(f"loss.warmup_steps={warmup_steps}: steps must be >= 0")
     if batch_reduction not in ("mean", "sum"):
       raise ConfigError(f"loss.batch_reduction={batch_reduction!r}: must be mean or sum")
     self.terms = dict(terms)
     self.weights = {name: float(weights.get(name, 1.0)) for name in terms}
     self.batch_reduction = batch_reduction
+    self.warmup_steps = {k: int(v) for k, v in warmup_steps.items() if v > 0}
 
   def _reduce(self, values: jax.Array, mask: Optional[jax.Array]) -> jax.Array:
     if values.ndim == 0:
@@ -66,9 +73,18 @@ class Objective:
     return total if self.batch_reduction == "sum" else total / jnp.maximum(mask.sum(), 1.0)
 
   def __call__(self, ctx: LossInputs, mask: Optional[jax.Array] = None,
-               weights: Optional[Mapping[str, jax.Array]] = None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
-    """Returns (total loss, metrics). `weights` overrides the configured weights (traced arrays allowed)."""
-    weights = self.weights if weights is None else weights
+               weights: Optional[Mapping[str, jax.Array]] = None,
+               step: Optional[jax.Array] = None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+    """Returns (total loss, metrics): unweighted term values and the weighted total.
+
+    `weights` overrides the configured weights (traced arrays allowed); `step` drives the
+    warm-up ramps (no ramp when None).
+    """
+    weights = dict(self.weights if weights is None else weights)
+    if step is not None:
+      for name, steps in self.warmup_steps.items():
+        weights[name] = weights[name] * jnp.minimum(1.0, step.astype(jnp.float32) / steps)
     metrics = {name: self._reduce(term(ctx), mask) for name, term in self.terms.items()}
     total = sum(weights[name] * value for name, value in metrics.items())
-    return total, {"loss": total, **metrics}
+    extra = {f"weight/{name}": jnp.asarray(weights[name], jnp.float32) for name in self.warmup_steps}
+    return total, {"loss": total, **metrics, **extra}

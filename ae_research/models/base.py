@@ -6,7 +6,8 @@
 
 `aux` always holds "code" and "logits" (the decoder output before its activation, so
 cross-entropy can be computed from logits, stably); variants add what their loss terms
-need (e.g. "mean"/"log_var" for a VAE, "hidden" activations for sparsity penalties).
+need ("mean"/"log_var" for a VAE; "target" where the model sets its own reconstruction
+target, as a stacked autoencoder's greedy stage does).
 """
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -44,6 +45,11 @@ class Autoencoder(nnx.Module):
   def decode(self, code: jax.Array) -> jax.Array:
     return get_activation(self.output_activation)(self.decode_logits(code))
 
+  def update_mask(self, params: Any) -> Optional[Any]:
+    """A bool pytree like `params` (True: train it), or None to train everything."""
+    del params
+    return None
+
   def __call__(self, x: jax.Array, *, rng: Optional[jax.Array] = None) -> Tuple[jax.Array, Dict[str, Any]]:
     del rng  # Deterministic variants ignore it.
     code = self.encode(x)
@@ -55,7 +61,9 @@ def kernel_init(name: str):
   """Named weight initialisers (the seeds use Xavier/Glorot uniform)."""
   inits = {"lecun_normal": nnx.initializers.lecun_normal(), "glorot_uniform": nnx.initializers.glorot_uniform(),
            "xavier_uniform": nnx.initializers.glorot_uniform(), "he_normal": nnx.initializers.he_normal(),
-           "glorot_normal": nnx.initializers.glorot_normal()}
+           "glorot_normal": nnx.initializers.glorot_normal(),
+           # U(+-4 sqrt(6 / (fan_in + fan_out))): Glorot's range for sigmoid units (SPEC 2).
+           "sigmoid_uniform": nnx.initializers.variance_scaling(16.0, "fan_avg", "uniform")}
   try:
     return inits[name]
   except KeyError:

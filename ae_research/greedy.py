@@ -1,0 +1,31 @@
+"""Greedy layer-wise pre-training of stacked autoencoders (Vincent et al. 2008; Masci et al. 2011).
+
+Stage k trains layer k alone (`model.stage=k`: lower layers frozen, their codes the
+target), starting from stage k-1's parameters; each stage is an ordinary run in
+`workdir/pretrain/layer_<k>` with its own metrics.jsonl, summary.json and checkpoint.
+A finished stage (summary.json present) is skipped, so re-running resumes.
+"""
+import os
+
+from omegaconf import DictConfig, OmegaConf
+
+from ae_research.errors import ConfigError
+
+
+def pretrain_layers(cfg: DictConfig, workdir: str, num_layers: int) -> DictConfig:
+  """Runs the stages; returns `cfg` set to fine-tune from the last stage's parameters."""
+  from ae_research.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top  (import cycle)
+  if num_layers == 0 or cfg.model.get("stage", 0) != 0:
+    raise ConfigError("trainer.greedy_epochs>0 needs a stacked model at stage 0 (model=stacked_mlp or stacked_conv)")
+  previous = cfg.trainer.init_from
+  for k in range(1, num_layers + 1):
+    stage_dir = os.path.join(workdir, "pretrain", f"layer_{k}")
+    if not os.path.exists(os.path.join(stage_dir, "summary.json")):
+      stage = OmegaConf.merge(cfg, {"model": {"stage": k},
+                                    "trainer": {"epochs": cfg.trainer.greedy_epochs, "greedy_epochs": 0,
+                                                "init_from": previous, "figures": False,
+                                                "resume": os.path.isdir(os.path.join(stage_dir, "checkpoints"))},
+                                    "logger": {"wandb": {"job_type": f"pretrain_layer_{k}", "mode": "disabled"}}})
+      train_and_evaluate(stage, stage_dir)
+    previous = stage_dir
+  return OmegaConf.merge(cfg, {"trainer": {"init_from": previous, "greedy_epochs": 0}})

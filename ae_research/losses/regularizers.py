@@ -1,0 +1,99 @@
+"""Regularisers: code sparsity (L1, KL to a target rate), contractive penalty, weight
+decay, and the Gaussian KL of a VAE. Per-example values where defined per example."""
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ae_research.errors import ConfigError
+from ae_research.losses.base import LossInputs
+
+CONTRACTIVE_METHODS = ("auto", "exact", "closed_form")
+
+
+def _flat(x: jax.Array) -> jax.Array:
+  return x.reshape(x.shape[0], -1)
+
+
+class L1Code:
+  """sum_j |h_j| of the code, per example (SPEC 3, sparse autoencoder)."""
+
+  def __call__(self, ctx: LossInputs) -> jax.Array:
+    return jnp.abs(_flat(ctx.aux["code"])).sum(axis=1)
+
+
+def bernoulli_kl(rho: float, rho_hat: jax.Array) -> jax.Array:
+  """KL(rho || rho_hat) between Bernoulli distributions, elementwise."""
+  return rho * jnp.log(rho / rho_hat) + (1 - rho) * jnp.log((1 - rho) / (1 - rho_hat))
+
+
+class KLSparsity:
+  """sum_j KL(rho || rho_hat_j), rho_hat_j = mean activation of code unit j over the batch
+  (SPEC 4). A batch-level scalar; the codes must lie in (0, 1) (sigmoid code activation)."""
+
+  def __init__(self, rho: float = 0.1, eps: float = 1e-6):
+    if not 0 < rho < 1:
+      raise ConfigError(f"loss: KL sparsity target rho={rho} must lie in (0, 1)")
+    self.rho, self.eps = rho, eps
+
+  def __call__(self, ctx: LossInputs) -> jax.Array:
+    if getattr(ctx.model, "code_activation", "sigmoid") != "sigmoid":
+      raise ConfigError("loss: KL sparsity needs codes in (0, 1): set model.code_activation=sigmoid")
+    rho_hat = jnp.clip(_flat(ctx.aux["code"]).mean(axis=0), self.eps, 1 - self.eps)
+    return bernoulli_kl(self.rho, rho_hat).sum()
+
+
+def contractive_exact(encode, x: jax.Array) -> jax.Array:
+  """||d code / d x||_F^2 per example, from the full Jacobian (forward mode, vmapped)."""
+  jac = jax.vmap(jax.jacfwd(lambda xi: encode(xi[None])[0]))(x)
+  return jnp.square(jac.reshape(x.shape[0], -1)).sum(axis=1)
+
+
+def contractive_sigmoid_layer(kernel: jax.Array, code: jax.Array) -> jax.Array:
+  """Closed form for h = sigmoid(W^T x + b): ||J||_F^2 = sum_j (h_j (1 - h_j))^2 sum_i W_ij^2."""
+  return (jnp.square(code * (1 - code)) * jnp.square(kernel).sum(axis=0)).sum(axis=1)
+
+
+def has_single_sigmoid_layer(model) -> bool:
+  return (len(getattr(model, "encoder", ())) == 1 and getattr(model, "code_activation", None) == "sigmoid"
+          and hasattr(model.encoder[0], "kernel") and model.encoder[0].kernel.ndim == 2)
+
+
+class Contractive:
+  """Squared Frobenius norm of the encoder Jacobian, per example (Rifai et al. 2011).
+
+  method="auto" uses the closed form when the encoder is one sigmoid Dense layer and the
+  exact Jacobian otherwise; the tests check the two agree.
+  """
+
+  def __init__(self, method: str = "auto"):
+    if method not in CONTRACTIVE_METHODS:
+      raise ConfigError(f"loss: contractive method={method!r}: choose one of {', '.join(CONTRACTIVE_METHODS)}")
+    self.method = method
+
+  def __call__(self, ctx: LossInputs) -> jax.Array:
+    closed = self.method == "closed_form" or (self.method == "auto" and has_single_sigmoid_layer(ctx.model))
+    if closed:
+      if not has_single_sigmoid_layer(ctx.model):
+        raise ConfigError("loss: the closed-form contractive penalty needs one sigmoid Dense encoder layer; "
+                          "use method=exact")
+      return contractive_sigmoid_layer(ctx.model.encoder[0].kernel[...], _flat(ctx.aux["code"]))
+    return contractive_exact(ctx.model.encode, ctx.inputs)
+
+
+class WeightDecay:
+  """0.5 * sum of squared weights (kernels only, biases excluded): SPEC 4's (lambda/2)||W||^2
+  with lambda as this term's weight. A tied weight counts once: it is one parameter."""
+
+  def __call__(self, ctx: LossInputs) -> jax.Array:
+    params = nnx.state(ctx.model, nnx.Param)
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    kernels = [v for path, v in leaves if any(getattr(p, "key", None) == "kernel" for p in path)]
+    return 0.5 * sum(jnp.sum(jnp.square(k)) for k in kernels)
+
+
+class GaussianKL:
+  """KL(N(mean, exp(log_var)) || N(0, I)) = -0.5 sum(1 + log_var - mean^2 - exp(log_var)), per example."""
+
+  def __call__(self, ctx: LossInputs) -> jax.Array:
+    mean, log_var = _flat(ctx.aux["mean"]), _flat(ctx.aux["log_var"])
+    return -0.5 * jnp.sum(1 + log_var - jnp.square(mean) - jnp.exp(log_var), axis=1)
