@@ -28,7 +28,8 @@ def test_train_command_writes_outputs(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (["dataset.batch_size=33"], "dataset.batch_size=33 is not divisible by the 2 devices in use"),
-    (["trainer.epochs=0"], "trainer.epochs=0: must be a positive integer"),
+    (["trainer.epochs=-1"], "trainer.epochs=-1: must be >= 0"),
+    (["trainer.log_every_steps=0"], "trainer.log_every_steps=0: must be a positive integer"),
     (["optimizer.learning_rate=-1"], "optimizer.learning_rate=-1: must be positive"),
     (["model.output_activation=tanhh"], "unknown activation 'tanhh'"),
     (["dataset=mnist", "dataset.data_dir=/nonexistent"], "dataset.data_dir=/nonexistent: no such directory"),
