@@ -23,6 +23,7 @@ from ae_research.checkpoint import Checkpointer
 from ae_research.config import build, validate_config
 from ae_research.errors import ConfigError, NonFiniteLossError
 from ae_research.figures.run_figures import draw_run_figures
+from ae_research.models.base import has_convolutions
 from ae_research.sharding import check_divisible, make_mesh, put_replicated
 from ae_research.state import create_train_state, split_model
 from ae_research.writers import create_writer
@@ -98,6 +99,7 @@ class Setup:
   corruption: Optional[Any] = None
   update_mask: Optional[Any] = None  # Bool pytree like params (False: frozen), or None.
   num_layers: int = 0  # Layers of a stacked model (greedy pre-training), 0 otherwise.
+  unroll: bool = False  # Compile loops unrolled (see TrainerConfig.scan_unroll).
 
   def loss_fn(self):
     return step_lib.make_loss_fn(self.graphdef, self.objective, self.corruption)
@@ -130,8 +132,12 @@ def setup(cfg: DictConfig, devices: Any = None) -> Setup:
   if target_shape is not None and tuple(out_shape) != target_shape:
     raise ConfigError(f"model output shape {tuple(out_shape)} does not match the {data.name} targets "
                       f"{target_shape}; fix the model config (e.g. model.output_shape)")
+  if tcfg.scan_unroll not in ("auto", "rolled", "full"):
+    raise ConfigError(f"trainer.scan_unroll={tcfg.scan_unroll!r}: choose auto, rolled or full")
+  unroll = tcfg.scan_unroll == "full" or (tcfg.scan_unroll == "auto" and jax.default_backend() == "cpu"
+                                          and has_convolutions(model))
   return Setup(data, mesh, plan, graphdef, params, objective, tx, corruption, model.update_mask(params),
-               getattr(model, "num_layers", 0))
+               getattr(model, "num_layers", 0), unroll)
 
 
 def _initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str):
@@ -196,7 +202,7 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir) -> Dict[str, Any]:
   t0 = time.perf_counter()
   order_fn = step_lib.make_epoch_order(data.num_train, plan.batch_size, mesh).lower(state.rng, 0).compile()
   order = order_fn(state.rng, 0)
-  evaluate_program = step_lib.make_evaluate(loss_fn, mesh, plan.eval_batch_size).lower(
+  evaluate_program = step_lib.make_evaluate(loss_fn, mesh, plan.eval_batch_size, s.unroll).lower(
       state.params, test, eval_rng, state.step).compile()
   train_step = step_lib.make_train_step(loss_fn, s.tx, s.update_mask)
   chunks = {}
@@ -209,7 +215,7 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir) -> Dict[str, Any]:
   def chunk_program(length: int):
     if length not in chunks:
       t = time.perf_counter()
-      chunks[length] = step_lib.make_train_chunk(train_step, mesh, length).lower(
+      chunks[length] = step_lib.make_train_chunk(train_step, mesh, length, s.unroll).lower(
           state, train, order, jnp.int32(0)).compile()
       compile_s.append(time.perf_counter() - t)
     return chunks[length]
@@ -255,7 +261,7 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir) -> Dict[str, Any]:
   ckpt.wait()
   if tcfg.figures and jax.process_index() == 0:
     figures = draw_run_figures(s.graphdef, state.params, data, mesh, os.path.join(workdir, "figures"),
-                               plan.eval_batch_size, tcfg.figure_examples, title=cfg.name)
+                               plan.eval_batch_size, tcfg.figure_examples, title=cfg.name, unroll=s.unroll)
     writer.write_images(step, figures)
   steady = epoch_rates[1:] or epoch_rates
   summary = {"name": cfg.name, "dataset": data.name, "step": step,

@@ -65,11 +65,12 @@ def _gather(data: Batch, idx: jax.Array, mesh: Mesh) -> Batch:
   return {k: lax.with_sharding_constraint(v[idx], sharding) for k, v in data.items() if k != "label"}
 
 
-def make_train_chunk(train_step, mesh: Mesh, length: int):
+def make_train_chunk(train_step, mesh: Mesh, length: int, unroll: bool = False):
   """jit(chunk)(state, train_data, order, start) -> (state, per-step metrics (length,)).
 
   `order` is the epoch's (steps, batch) index matrix; rows start..start+length are run.
-  The state is donated: its buffers are reused for the new state.
+  The state is donated: its buffers are reused for the new state. `unroll` compiles the
+  steps inline instead of as a while loop (see `TrainerConfig.scan_unroll`).
   """
 
   def chunk(state: TrainState, train_data: Batch, order: jax.Array, start: jax.Array):
@@ -78,7 +79,7 @@ def make_train_chunk(train_step, mesh: Mesh, length: int):
     def body(state, idx):
       return train_step(state, _gather(train_data, idx, mesh), step_key(state.rng, state.step))
 
-    return lax.scan(body, state, rows)
+    return lax.scan(body, state, rows, unroll=length if unroll else 1)
 
   return jax.jit(chunk, donate_argnums=0, out_shardings=replicated(mesh))
 
@@ -106,7 +107,7 @@ def pad_for_eval(split: Dict[str, Any], batch_size: int) -> Dict[str, Any]:
   return out
 
 
-def make_evaluate(loss_fn, mesh: Mesh, batch_size: int):
+def make_evaluate(loss_fn, mesh: Mesh, batch_size: int, unroll: bool = False):
   """jit(evaluate)(params, padded_split, rng, step) -> metrics averaged over the real examples.
 
   Inputs are corrupted as in training (SPEC 2 reports the test cost on corrupted input).
@@ -126,7 +127,7 @@ def make_evaluate(loss_fn, mesh: Mesh, batch_size: int):
       return jax.tree.map(lambda a, m: a + m * count, acc, metrics), None
 
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(lambda: metrics_of(0)[0]))
-    sums, _ = lax.scan(body, zeros, jnp.arange(num_batches))
+    sums, _ = lax.scan(body, zeros, jnp.arange(num_batches), unroll=num_batches if unroll else 1)
     return jax.tree.map(lambda s: s / split["mask"].sum(), sums)
 
   return jax.jit(evaluate, out_shardings=replicated(mesh))

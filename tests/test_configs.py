@@ -87,3 +87,21 @@ def test_every_experiment_trains_with_falling_loss(make_cfg, tmp_path, experimen
   assert sorted(terms) == sorted(f"train/{t}" for t in cfg.loss.terms)  # Every term logged on its own.
   assert summary["step"] == 40 and np.isfinite(summary["eval/loss"])
   assert records[-1]["train/loss"] < records[0]["train/loss"], (records[0], records[-1])
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_experiment_deltas_override_the_primary_config(make_cfg, experiment):
+  cfg = make_cfg([f"experiment={experiment}"], fast=False)
+  assert cfg.name == experiment  # config.yaml's own `name` must not win over the experiment's.
+
+
+def test_experiment_hyperparameters_match_the_spec(make_cfg):
+  dae = make_cfg(["experiment=dae_vincent2008"], fast=False)
+  assert (dae.model.latent_dim, dae.model.tied, dae.corruption.probability, dae.optimizer.name,
+          dae.optimizer.learning_rate, dae.dataset.batch_size, dae.trainer.epochs) == (500, True, 0.3, "sgd", 0.02, 128, 100)
+  vae = make_cfg(["experiment=vae_blocks_2d"], fast=False)
+  assert vae.dataset.name == "blocks" and list(vae.model.hidden) == [512] and vae.model.latent_dim == 2
+  sparse = make_cfg(["experiment=sparse_kl_patches"], fast=False)
+  assert (sparse.loss.terms.sparsity.rho, sparse.loss.weights.sparsity, sparse.loss.weights.weight_decay) == (0.1, 3.0, 1e-5)
+  colour = make_cfg(["experiment=conv_colorize"], fast=False)
+  assert (colour.optimizer.name, colour.dataset.batch_size, list(colour.model.output_shape)) == ("rmsprop", 148, [48, 48, 3])

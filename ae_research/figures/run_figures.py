@@ -10,14 +10,14 @@ from ae_research.figures.latent import code_scatter
 
 
 def draw_run_figures(graphdef, params, data, mesh, figdir: str, batch_size: int, examples: int,
-                     title: str = "") -> Dict[str, str]:
+                     title: str = "", unroll: bool = False) -> Dict[str, str]:
   """Writes PNGs under `figdir`; returns {figure name: path}."""
   test = data.test
-  codes = inference.encode(graphdef, params, test["image"], batch_size, mesh)
+  codes = inference.encode(graphdef, params, test["image"], batch_size, mesh, unroll)
   figures = {"codes": code_scatter(codes, test["label"], os.path.join(figdir, "codes.png"),
                                    label_name=data.label_name, title=f"{title}: test-set codes")}
   shown = test["image"][:examples]
-  recon = inference.reconstruct(graphdef, params, shown, batch_size, mesh)
+  recon = inference.reconstruct(graphdef, params, shown, batch_size, mesh, unroll)
   rows = [("input", shown), ("reconstruction", np.asarray(recon))]
   if "target" in test:
     rows.insert(1, ("target", test["target"][:examples]))

@@ -57,6 +57,10 @@ class Autoencoder(nnx.Module):
     return get_activation(self.output_activation)(logits), {"code": code, "logits": logits}
 
 
+def has_convolutions(model: nnx.Module) -> bool:
+  return any(isinstance(node, (nnx.Conv, nnx.ConvTranspose)) for _, node in nnx.iter_graph(model))
+
+
 def kernel_init(name: str):
   """Named weight initialisers (the seeds use Xavier/Glorot uniform)."""
   inits = {"lecun_normal": nnx.initializers.lecun_normal(), "glorot_uniform": nnx.initializers.glorot_uniform(),
