@@ -22,7 +22,7 @@ from ae_research import step as step_lib
 from ae_research.checkpoint import Checkpointer
 from ae_research.config import build, validate_config
 from ae_research.errors import ConfigError, NonFiniteLossError
-from ae_research.figures.run_figures import draw_run_figures
+from ae_research.evaluation.evaluate import evaluate_and_draw
 from ae_research.models.base import has_convolutions
 from ae_research.sharding import check_divisible, make_mesh, put_replicated
 from ae_research.state import create_train_state, split_model
@@ -123,6 +123,7 @@ def setup(cfg: DictConfig, devices: Any = None) -> Setup:
               chunk=min(tcfg.log_every_steps, steps_per_epoch))
   model = build(cfg.model, "model", input_shape=data.image_shape, rngs=nnx.Rngs(cfg.seed))
   objective = build(cfg.loss, "loss")
+  objective.reference_batch_size = data.batch_size
   tx = build(cfg.optimizer, "optimizer", total_steps=max(total_steps, 1))
   corruption = build(cfg.corruption, "corruption") if cfg.get("corruption") else None
   graphdef, params = split_model(model)
@@ -259,14 +260,15 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir) -> Dict[str, Any]:
     eval_metrics = evaluate(state)
     ckpt.save(state)
   ckpt.wait()
-  if tcfg.figures and jax.process_index() == 0:
-    figures = draw_run_figures(s.graphdef, state.params, data, mesh, os.path.join(workdir, "figures"),
-                               plan.eval_batch_size, tcfg.figure_examples, title=cfg.name, unroll=s.unroll)
+  final_eval = {}
+  if cfg.evaluation.enabled and jax.process_index() == 0:
+    final_eval, figures = evaluate_and_draw(cfg, s, state.params, workdir, step)
     writer.write_images(step, figures)
   steady = epoch_rates[1:] or epoch_rates
   summary = {"name": cfg.name, "dataset": data.name, "step": step,
              "epoch": -(-step // plan.steps_per_epoch), "n_devices": int(mesh.devices.size),
              "time/compile_s": sum(compile_s), "train/samples_per_s": statistics.median(steady) if steady else None,
-             "train/loss": last_epoch.get("train/loss"), **eval_metrics}
+             "train/loss": last_epoch.get("train/loss"), **eval_metrics,
+             **{k: v for k, v in final_eval.items() if k != "step"}}
   writer.write_summary(summary)
   return summary

@@ -54,7 +54,9 @@ def test_objective_weights_terms_and_masks_examples():
   assert float(metrics["a"]) == pytest.approx(5.0)  # (1 + 9) / 2
   assert float(total) == pytest.approx(2.0 * 5.0 + 1.0 * 5.0)
   summed = Objective({"a": SquaredError("sum")}, batch_reduction="sum")
-  assert float(summed(_ctx(recon, target), mask=mask)[0]) == pytest.approx(10.0)
+  assert float(summed(_ctx(recon, target))[0]) == pytest.approx(10010.0)  # Training: the plain batch sum.
+  summed.reference_batch_size = 128  # Evaluation: per training-sized batch, whatever the eval batch size.
+  assert float(summed(_ctx(recon, target), mask=mask)[0]) == pytest.approx(5.0 * 128)
 
 
 def test_objective_rejects_weights_for_unknown_terms():

@@ -96,6 +96,18 @@ class PhotoColorizeConfig(DatasetConfig):
 
 
 @dataclasses.dataclass
+class EvaluationConfig:
+  """What `ae_research.evaluation` computes at the end of a run and in `ae-eval`."""
+  enabled: bool = True
+  max_test: Optional[int] = None  # Evaluate on the first N test examples (null: all).
+  iwae_samples: int = 100  # VAE: importance samples of the IWAE bound (0: skip).
+  probes: bool = True  # Linear probe, k-NN and retrieval on class-labelled data.
+  probe_max_train: int = 10_000  # Training examples the probes fit on.
+  knn_k: int = 5
+  retrieval_queries: int = 1000
+
+
+@dataclasses.dataclass
 class Config:
   """The composed run config. Groups without a schema are typed `Any`."""
   seed: int = 0
@@ -106,6 +118,7 @@ class Config:
   corruption: Any = None  # Denoising: a corruption process applied to the inputs in the step.
   trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
   logger: LoggerConfig = dataclasses.field(default_factory=LoggerConfig)
+  evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
   name: str = "run"  # Short run name (experiments set it); used for W&B and reports.
   objective_metric: str = "eval/loss"  # What the Hydra app returns (for sweepers such as optuna).
 

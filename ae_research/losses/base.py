@@ -62,6 +62,9 @@ class Objective:
     self.weights = {name: float(weights.get(name, 1.0)) for name in terms}
     self.batch_reduction = batch_reduction
     self.warmup_steps = {k: int(v) for k, v in warmup_steps.items() if v > 0}
+    # With batch_reduction="sum", masked (evaluation) values are reported per batch of this size, so that
+    # eval/<term> is comparable with train/<term> whatever the eval batch size. Set by the trainer.
+    self.reference_batch_size = 1
 
   def _reduce(self, values: jax.Array, mask: Optional[jax.Array]) -> jax.Array:
     if values.ndim == 0:
@@ -69,8 +72,8 @@ class Objective:
     values = values.reshape(values.shape[0], -1).sum(axis=1) if values.ndim > 1 else values
     if mask is None:
       return values.sum() if self.batch_reduction == "sum" else values.mean()
-    total = jnp.sum(values * mask)
-    return total if self.batch_reduction == "sum" else total / jnp.maximum(mask.sum(), 1.0)
+    mean = jnp.sum(values * mask) / jnp.maximum(mask.sum(), 1.0)
+    return mean * self.reference_batch_size if self.batch_reduction == "sum" else mean
 
   def __call__(self, ctx: LossInputs, mask: Optional[jax.Array] = None,
                weights: Optional[Mapping[str, jax.Array]] = None,

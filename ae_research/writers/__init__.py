@@ -7,7 +7,7 @@ import jax
 from ae_research.writers.base import MetricWriter, MultiWriter, NullWriter
 from ae_research.writers.console import ConsoleWriter
 from ae_research.writers.jsonl import JsonlWriter
-from ae_research.writers.wandb_writer import WandbWriter, resolve_mode
+from ae_research.writers.wandb_writer import WandbWriter, resolve_mode  # noqa: F401  (public)
 
 
 def create_writer(logger_cfg: Any, workdir: str, config: Mapping[str, Any], total_steps: int,
@@ -26,5 +26,5 @@ def create_writer(logger_cfg: Any, workdir: str, config: Mapping[str, Any], tota
   return MultiWriter(writers)
 
 
-__all__ = ["MetricWriter", "MultiWriter", "NullWriter", "ConsoleWriter", "JsonlWriter", "WandbWriter",
+__all__ = ["MetricWriter", "MultiWriter", "NullWriter", "ConsoleWriter", "JsonlWriter", "WandbWriter", "resolve_mode",
            "create_writer"]

@@ -1,0 +1,51 @@
+"""`ae-eval run_dir=PATH [evaluation.KEY=VALUE ...]`: evaluate a saved run's latest checkpoint.
+
+Writes eval.json and figures/ into the run directory, and logs them to the run's W&B run
+when it had one. Overrides use the run config's dotted keys (e.g. evaluation.iwae_samples=500).
+"""
+import os
+import sys
+
+from omegaconf import OmegaConf
+
+from ae_research.errors import ConfigError, UserError
+
+
+def evaluate_run(run_dir: str, overrides=()) -> dict:
+  from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
+  from ae_research.run_dir import load_run  # pylint: disable=g-import-not-at-top
+  from ae_research.writers import WandbWriter, resolve_mode  # pylint: disable=g-import-not-at-top
+  run = load_run(run_dir)
+  cfg = OmegaConf.merge(run.cfg, OmegaConf.from_dotlist(list(overrides)))
+  step = int(run.state.step)
+  metrics, figures = evaluate_and_draw(cfg, run.setup, run.state.params, run_dir, step)
+  wb = cfg.logger.wandb
+  if os.path.exists(os.path.join(run_dir, "wandb_run_id.txt")) and resolve_mode(wb.mode) != "disabled":
+    writer = WandbWriter(run_dir, OmegaConf.to_container(cfg, resolve=True), mode=resolve_mode(wb.mode),
+                         project=wb.project, entity=wb.entity, group=wb.group, tags=wb.tags, job_type=wb.job_type,
+                         name=wb.name)
+    writer.write_images(step, figures)
+    writer.write_summary({f"final/{k}": v for k, v in metrics.items()})
+    writer.close()
+  return metrics
+
+
+def main(argv=None) -> None:
+  args = list(sys.argv[1:] if argv is None else argv)
+  run_dirs = [a.split("=", 1)[1] for a in args if a.startswith("run_dir=")]
+  overrides = [a for a in args if not a.startswith("run_dir=")]
+  try:
+    if len(run_dirs) != 1 or any("=" not in a for a in overrides):
+      raise ConfigError("usage: ae-eval run_dir=PATH [evaluation.KEY=VALUE ...]")
+    metrics = evaluate_run(run_dirs[0], overrides)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  width = max(len(k) for k in metrics)
+  print("\n".join(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}"
+                  for k, v in sorted(metrics.items())))
+  print(f"wrote {os.path.join(run_dirs[0], 'eval.json')} and {os.path.join(run_dirs[0], 'figures')}/")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,1 @@
+"""Evaluation: compiled per-example metrics, scikit-learn probes, figures, eval.json."""

@@ -1,0 +1,116 @@
+"""Compiled, batched per-example metrics of a trained model on a split.
+
+Everything heavy here runs in one jitted scan over sharded batches: reconstruction error
+(MSE, BCE, PSNR; for corrupted inputs also the PSNR of the corrupted input), codes, the
+VAE's ELBO parts and its importance-weighted bound (IWAE, Burda et al. 2016), and the
+encoder's Jacobian norm for contractive models.
+"""
+import math
+from typing import Any, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax import lax
+
+from ae_research.losses.regularizers import contractive_exact
+from ae_research.sharding import batch_sharded, replicated
+from ae_research.step import pad_rows
+
+
+def _flat(x):
+  return x.reshape(x.shape[0], -1)
+
+
+def psnr(mse: jax.Array, value_range: float) -> jax.Array:
+  return 10.0 * jnp.log10(value_range ** 2 / jnp.maximum(mse, 1e-12))
+
+
+def log_bernoulli(logits: jax.Array, x: jax.Array) -> jax.Array:
+  return -_flat(optax.sigmoid_binary_cross_entropy(logits, x)).sum(axis=1)
+
+
+def log_normal(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
+  return -0.5 * jnp.sum(math.log(2 * math.pi) + log_var + jnp.square(z - mean) / jnp.exp(log_var), axis=-1)
+
+
+def iwae_bound(model, x: jax.Array, rng: jax.Array, samples: int) -> jax.Array:
+  """log p(x) >= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x); per example (nats)."""
+  mean, log_var = model.posterior(x)
+  eps = jax.random.normal(rng, (samples, *mean.shape), mean.dtype)
+  z = mean + jnp.exp(0.5 * log_var) * eps  # (k, B, d)
+
+  def log_weight(z_i):
+    log_px = log_bernoulli(model.decode_logits(z_i), x)
+    return log_px + log_normal(z_i, 0.0, jnp.zeros_like(z_i)) - log_normal(z_i, mean, log_var)
+
+  log_w = lax.map(log_weight, z)  # (k, B); one sample at a time keeps memory at one batch.
+  return jax.nn.logsumexp(log_w, axis=0) - math.log(samples)
+
+
+def per_example_metrics(model, batch: Dict[str, jax.Array], rng: jax.Array, corruption, value_range,
+                        iwae_samples: int, contractive: bool) -> Dict[str, jax.Array]:
+  noise_rng, sample_rng, iwae_rng = jax.random.split(rng, 3)
+  clean = batch["image"]
+  target = batch.get("target", clean)
+  inputs = clean if corruption is None else corruption(noise_rng, clean)
+  recon, aux = model(inputs)  # Deterministic: a VAE decodes its posterior mean.
+  lo, hi = value_range
+  mse = _flat(jnp.square(recon - target)).mean(axis=1)
+  out = {"mse": mse, "psnr": psnr(mse, hi - lo), "code": _flat(aux["code"])}
+  if getattr(model, "output_activation", None) == "sigmoid" and lo >= 0.0:
+    out["bce"] = _flat(optax.sigmoid_binary_cross_entropy(aux["logits"], target)).mean(axis=1)
+  if corruption is not None and inputs.shape == target.shape:
+    out["psnr_corrupted"] = psnr(_flat(jnp.square(inputs - target)).mean(axis=1), hi - lo)
+  if hasattr(model, "posterior") and "bce" in out and "target" not in batch:
+    # Density of the clean data under the model (q(z|x), p(x|z)), also for a denoising VAE.
+    _, sampled = model(clean, rng=sample_rng)
+    mean, log_var = _flat(sampled["mean"]), _flat(sampled["log_var"])
+    out["elbo_reconstruction"] = log_bernoulli(sampled["logits"], clean)
+    out["elbo_kl"] = -0.5 * jnp.sum(1 + log_var - jnp.square(mean) - jnp.exp(log_var), axis=1)
+    if iwae_samples > 0:
+      out["iwae"] = iwae_bound(model, clean, iwae_rng, iwae_samples)
+  if contractive:
+    out["jacobian_norm"] = jnp.sqrt(contractive_exact(model.encode, inputs))
+  return out
+
+
+def evaluate_split(graphdef: nnx.GraphDef, params: nnx.State, split: Dict[str, np.ndarray], mesh,
+                   batch_size: int, corruption=None, value_range=(0.0, 1.0), iwae_samples: int = 0,
+                   contractive: bool = False, unroll: bool = False, seed: int = 0) -> Dict[str, np.ndarray]:
+  """Per-example metrics (and codes) over a whole split, as host arrays of length N."""
+  n = len(split["image"])
+  arrays = {k: pad_rows(v, batch_size).reshape(-1, batch_size, *v.shape[1:]) for k, v in split.items() if k != "label"}
+  sharding = batch_sharded(mesh)
+
+  @jax.jit
+  def run(params, arrays, rng):
+    model = nnx.merge(graphdef, params)
+
+    def body(_, xs):
+      i, batch = xs
+      batch = {k: lax.with_sharding_constraint(v, sharding) for k, v in batch.items()}
+      return None, per_example_metrics(model, batch, jax.random.fold_in(rng, i), corruption, value_range,
+                                       iwae_samples, contractive)
+
+    num = next(iter(arrays.values())).shape[0]
+    return lax.scan(body, None, (jnp.arange(num), arrays), unroll=num if unroll else 1)[1]
+
+  out = run(params, jax.device_put(arrays, replicated(mesh)), jax.random.PRNGKey(seed))
+  return {k: np.asarray(v).reshape(-1, *v.shape[2:])[:n] for k, v in out.items()}
+
+
+def summarize(per_example: Dict[str, np.ndarray]) -> Dict[str, float]:
+  """Means of the per-example metrics, plus code statistics (sparsity)."""
+  out = {f"test/{k}": float(np.mean(v)) for k, v in per_example.items() if k != "code"}
+  if "elbo_reconstruction" in per_example:
+    out["test/elbo"] = float(np.mean(per_example["elbo_reconstruction"] - per_example["elbo_kl"]))
+  if "iwae" in per_example:
+    out["test/nll_iwae"] = -out.pop("test/iwae")
+  codes = per_example["code"]
+  out.update({"codes/dim": int(codes.shape[1]), "codes/mean_activation": float(codes.mean()),
+              "codes/frac_near_zero": float(np.mean(np.abs(codes) < 1e-2)),
+              "codes/frac_units_dead": float(np.mean(np.all(np.abs(codes) < 1e-6, axis=0)))})
+  return out

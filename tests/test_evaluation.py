@@ -1,0 +1,92 @@
+"""Evaluation: metrics against independent computations, eval.json, figures, ae-eval."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from ae_research import train_and_evaluate
+from ae_research.evaluation import metrics as metrics_lib
+from ae_research.evaluation import probes
+from ae_research.models import VAE
+from ae_research.sharding import make_mesh
+
+
+def test_pca_baseline_matches_svd():
+  rng = np.random.default_rng(0)
+  train, test = rng.normal(size=(500, 12)) @ rng.normal(size=(12, 12)), rng.normal(size=(100, 12))
+  mean = train.mean(0)
+  _, _, vt = np.linalg.svd(train - mean, full_matrices=False)
+  proj = (test - mean) @ vt[:3].T @ vt[:3] + mean
+  assert probes.pca_reconstruction_mse(train, test, 3) == pytest.approx(np.mean((proj - test) ** 2), rel=1e-4)
+
+
+def test_retrieval_precision_and_neighbours():
+  labels = np.repeat(np.arange(5), 20)
+  codes = np.eye(5)[labels] + 0.01 * np.random.default_rng(0).normal(size=(100, 5))
+  assert probes.retrieval_precision(codes, labels, num_queries=100) == {1: 1.0, 4: 1.0, 10: 1.0}
+  shuffled = probes.retrieval_precision(np.random.default_rng(1).normal(size=(100, 5)), labels, num_queries=100)
+  assert shuffled[10] < 0.45  # Chance is 19/99.
+  idx, dist = probes.cosine_neighbours(np.array([[1.0, 0], [2.0, 0.1], [0, 1.0]]), np.array([0]), 2)
+  assert list(idx[0]) == [1, 2] and dist[0, 1] == pytest.approx(1.0)
+
+
+def test_knn_regression_r2_detects_an_ordering():
+  z = np.random.default_rng(0).uniform(size=(2000, 2))
+  assert probes.knn_regression_r2(z, np.sin(6 * z[:, 0]) + z[:, 1] ** 2) > 0.95
+  assert probes.knn_regression_r2(z, np.random.default_rng(1).normal(size=2000)) < 0.1
+
+
+def test_iwae_bound_is_tighter_than_the_elbo():
+  vae = VAE((4, 4, 1), latent_dim=2, hidden=[16], rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(vae, nnx.Param)
+  x = (np.random.default_rng(0).uniform(size=(64, 4, 4, 1)) > 0.5).astype(np.float32)
+  out = metrics_lib.evaluate_split(graphdef, params, {"image": x}, make_mesh(), 32, iwae_samples=500)
+  elbo = out["elbo_reconstruction"] - out["elbo_kl"]
+  assert np.mean(out["iwae"]) > np.mean(elbo)  # log p(x) >= IWAE_k >= ELBO.
+  single = metrics_lib.evaluate_split(graphdef, params, {"image": x}, make_mesh(), 32, iwae_samples=1)
+  assert abs(np.mean(single["iwae"]) - np.mean(elbo)) < 0.5  # IWAE_1 is an ELBO sample.
+
+
+def test_eval_json_agrees_with_the_training_eval_and_has_probes(make_cfg, tmp_path):
+  summary = train_and_evaluate(make_cfg(["trainer.epochs=3", "evaluation.probe_max_train=500"]), str(tmp_path))
+  ev = json.loads((tmp_path / "eval.json").read_text())
+  assert ev["test/mse"] == pytest.approx(summary["eval/mse"], rel=1e-5)  # Two independent code paths.
+  for key in ("test/psnr", "baseline/pca_mse", "test/mse_over_pca_mse", "probe/linear_codes", "probe/linear_pixels",
+              "probe/knn5_codes", "retrieval/precision@1", "retrieval/precision@4", "retrieval/precision@10",
+              "codes/mean_activation", "codes/frac_near_zero"):
+    assert key in ev, key
+  assert ev["probe/linear_pixels"] > 0.85  # Raw 8x8 digits are linearly separable enough.
+  for name in ("codes", "manifold", "reconstructions", "filters", "retrieval", "curves"):
+    assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 5_000, name
+
+
+def test_denoising_and_vae_metrics_and_figures(make_cfg, tmp_path):
+  train_and_evaluate(make_cfg(["model=vae", "model.hidden=[32]", "loss=vae_bce", "dataset.scale=unit",
+                               "corruption=salt_pepper", "evaluation.iwae_samples=50", "evaluation.probes=false",
+                               "trainer.max_steps=30"]), str(tmp_path))
+  ev = json.loads((tmp_path / "eval.json").read_text())
+  for key in ("test/psnr_corrupted", "test/elbo", "test/nll_iwae", "test/bce", "test/elbo_kl"):
+    assert key in ev, key
+  assert ev["test/nll_iwae"] <= -ev["test/elbo"] + 1e-3
+  for name in ("denoising", "manifold"):
+    assert (tmp_path / "figures" / f"{name}.png").exists()
+
+
+def test_ae_eval_command(make_cfg, tmp_path):
+  train_and_evaluate(make_cfg(["trainer.max_steps=10", "evaluation.enabled=false"]), str(tmp_path))
+  assert not (tmp_path / "eval.json").exists()
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  run = lambda *args: subprocess.run([sys.executable, "-m", "ae_research.eval_cli", *args], capture_output=True,
+                                     text=True, env=env, timeout=300, check=False)
+  result = run(f"run_dir={tmp_path}", "evaluation.probes=false")
+  assert result.returncode == 0, result.stderr[-2000:]
+  ev = json.loads((tmp_path / "eval.json").read_text())
+  assert ev["step"] == 10 and "test/mse" in ev and "probe/linear_codes" not in ev
+  assert (tmp_path / "figures" / "codes.png").exists()
+  missing = run(f"run_dir={tmp_path / 'nope'}")
+  assert missing.returncode == 2 and "not a run directory" in missing.stderr
