@@ -32,8 +32,17 @@ def encode(graphdef, params, images, batch_size, mesh, unroll=False) -> np.ndarr
   return apply_in_batches(graphdef, params, images, lambda m, x: m.encode(x), batch_size, mesh, unroll)
 
 
+def codes(graphdef, params, images, batch_size, mesh, unroll=False) -> np.ndarray:
+  """The flattened `aux["code"]` of each example: what the model's loss and metrics call its code.
+
+  Differs from `encode` for a stacked model at a greedy stage k, whose code is layer k's.
+  """
+  return apply_in_batches(graphdef, params, images, lambda m, x: m(x)[1]["code"].reshape(x.shape[0], -1),
+                          batch_size, mesh, unroll)
+
+
 def reconstruct(graphdef, params, images, batch_size, mesh, unroll=False) -> np.ndarray:
   return apply_in_batches(graphdef, params, images, lambda m, x: m.decode(m.encode(x)), batch_size, mesh, unroll)
 
 
-__all__ = ["apply_in_batches", "encode", "reconstruct"]
+__all__ = ["apply_in_batches", "codes", "encode", "reconstruct"]

@@ -58,7 +58,7 @@ def compute_metrics(cfg, s, params) -> Tuple[Dict[str, Any], Dict[str, np.ndarra
   if data.label_name == "class" and ecfg.probes:
     rows = np.random.default_rng(cfg.seed).permutation(data.num_train)[:ecfg.probe_max_train]
     train_x, train_y = data.train["image"][rows], data.train["label"][rows]
-    train_codes = inference.encode(s.graphdef, params, train_x, s.plan.eval_batch_size, s.mesh, s.unroll)
+    train_codes = inference.codes(s.graphdef, params, train_x, s.plan.eval_batch_size, s.mesh, s.unroll)
     for name, (tr, te) in {"codes": (train_codes, codes), "pixels": (train_x, test["image"])}.items():
       out[f"probe/linear_{name}"] = probes.linear_probe_accuracy(tr, train_y, te, test["label"], seed=cfg.seed)
       out[f"probe/knn{ecfg.knn_k}_{name}"] = probes.knn_accuracy(tr, train_y, te, test["label"], k=ecfg.knn_k,

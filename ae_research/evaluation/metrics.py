@@ -54,9 +54,10 @@ def per_example_metrics(model, batch: Dict[str, jax.Array], rng: jax.Array, corr
                         iwae_samples: int, contractive: bool) -> Dict[str, jax.Array]:
   noise_rng, sample_rng, iwae_rng = jax.random.split(rng, 3)
   clean = batch["image"]
-  target = batch.get("target", clean)
   inputs = clean if corruption is None else corruption(noise_rng, clean)
   recon, aux = model(inputs)  # Deterministic: a VAE decodes its posterior mean.
+  # The loss's rule: the model's own target (a greedy stage's layer below), else the data's, else clean.
+  target = aux.get("target", batch.get("target", clean))
   lo, hi = value_range
   mse = _flat(jnp.square(recon - target)).mean(axis=1)
   out = {"mse": mse, "psnr": psnr(mse, hi - lo), "code": _flat(aux["code"])}
