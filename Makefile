@@ -11,7 +11,7 @@ PYTEST_ARGS ?= -n 2
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,sweep]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -105,12 +105,12 @@ class Setup:
     return step_lib.make_loss_fn(self.graphdef, self.objective, self.corruption)
 
 
-def setup(cfg: DictConfig, devices: Any = None) -> Setup:
-  """Validates `cfg` and builds data, mesh, model, objective and optimiser from it."""
+def setup(cfg: DictConfig, devices: Any = None, data: Any = None) -> Setup:
+  """Validates `cfg` and builds data (unless given), mesh, model, objective and optimiser from it."""
   validate_config(cfg, SUPPLIED)
   tcfg = cfg.trainer
   _check_trainer(tcfg)
-  data = build(cfg.dataset, "dataset")
+  data = build(cfg.dataset, "dataset") if data is None else data
   mesh = make_mesh(tcfg.devices if devices is None else devices)
   eval_batch_size = tcfg.eval_batch_size or data.batch_size
   check_divisible(data.batch_size, mesh)
@@ -265,7 +265,8 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir) -> Dict[str, Any]:
     final_eval, figures = evaluate_and_draw(cfg, s, state.params, workdir, step)
     writer.write_images(step, figures)
   steady = epoch_rates[1:] or epoch_rates
-  summary = {"name": cfg.name, "dataset": data.name, "step": step,
+  summary = {"name": cfg.name, "dataset": data.name, "step": step, "trainer/epochs": tcfg.epochs,
+             "trainer/max_steps": tcfg.max_steps,
              "epoch": -(-step // plan.steps_per_epoch), "n_devices": int(mesh.devices.size),
              "time/compile_s": sum(compile_s), "train/samples_per_s": statistics.median(steady) if steady else None,
              "train/loss": last_epoch.get("train/loss"), **eval_metrics,

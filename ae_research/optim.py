@@ -17,8 +17,8 @@ SCHEDULES = ("constant", "cosine", "warmup_cosine", "linear", "exponential")
 
 def _schedule(kind: str, learning_rate: float, total_steps: int, warmup_steps: int,
               end_learning_rate: float, decay_rate: float) -> optax.Schedule:
-  if kind == "constant":
-    return optax.constant_schedule(learning_rate)
+  if kind == "constant":  # A number, not a schedule: inject_hyperparams then keeps it in the state.
+    return learning_rate
   if kind == "cosine":
     return optax.cosine_decay_schedule(learning_rate, max(total_steps, 1), alpha=end_learning_rate / learning_rate)
   if kind == "warmup_cosine":

@@ -86,13 +86,14 @@ def make_train_chunk(train_step, mesh: Mesh, length: int, unroll: bool = False):
 
 def make_epoch_order(num_examples: int, batch_size: int, mesh: Mesh):
   """jit(order)(rng, epoch) -> (steps_per_epoch, batch_size) example indices, drop-remainder."""
-  steps = num_examples // batch_size
-
-  def order(rng: jax.Array, epoch: jax.Array) -> jax.Array:
-    perm = jax.random.permutation(data_key(rng, epoch), num_examples)
-    return perm[:steps * batch_size].reshape(steps, batch_size)
-
+  order = lambda rng, epoch: epoch_order(rng, epoch, num_examples, batch_size)
   return jax.jit(order, out_shardings=replicated(mesh))
+
+
+def epoch_order(rng: jax.Array, epoch: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
+  steps = num_examples // batch_size
+  perm = jax.random.permutation(data_key(rng, epoch), num_examples)
+  return perm[:steps * batch_size].reshape(steps, batch_size)
 
 
 def pad_rows(array: np.ndarray, multiple: int) -> np.ndarray:
@@ -112,6 +113,11 @@ def make_evaluate(loss_fn, mesh: Mesh, batch_size: int, unroll: bool = False):
 
   Inputs are corrupted as in training (SPEC 2 reports the test cost on corrupted input).
   """
+  return jax.jit(evaluate_fn(loss_fn, mesh, batch_size, unroll), out_shardings=replicated(mesh))
+
+
+def evaluate_fn(loss_fn, mesh: Mesh, batch_size: int, unroll: bool = False):
+  """The pure function `make_evaluate` compiles (population training vmaps it)."""
 
   def evaluate(params: nnx.State, split: Batch, rng: jax.Array, step: jax.Array) -> Dict[str, jax.Array]:
     num_batches = split["mask"].shape[0] // batch_size
@@ -130,4 +136,4 @@ def make_evaluate(loss_fn, mesh: Mesh, batch_size: int, unroll: bool = False):
     sums, _ = lax.scan(body, zeros, jnp.arange(num_batches), unroll=num_batches if unroll else 1)
     return jax.tree.map(lambda s: s / split["mask"].sum(), sums)
 
-  return jax.jit(evaluate, out_shardings=replicated(mesh))
+  return evaluate

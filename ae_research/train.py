@@ -14,8 +14,14 @@ from omegaconf import DictConfig
 
 from ae_research.config import register_schemas
 from ae_research.errors import UserError
+from ae_research.run_status import finished_summary
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# Hydra instantiates launchers only from the `hydra_plugins` namespace package; ours (the
+# population launcher) lives in this folder, which must be on sys.path before Hydra scans.
+PLUGIN_PATH = str(Path(__file__).resolve().parent / "population" / "plugins")
+if PLUGIN_PATH not in sys.path:
+  sys.path.append(PLUGIN_PATH)
 log = logging.getLogger("ae_research")
 
 register_schemas()
@@ -28,6 +34,10 @@ logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "Unable to
 def main(cfg: DictConfig) -> float:
   from ae_research.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top  (jax import after --help)
   workdir = HydraConfig.get().runtime.output_dir
+  done = finished_summary(workdir, cfg) if cfg.trainer.resume else None
+  if done is not None:  # A re-run sweep: this job already finished.
+    print(f"{workdir} already finished (trainer.resume=true): skipped")
+    return float(done.get(cfg.objective_metric, float("nan")))
   try:
     summary = train_and_evaluate(cfg, workdir)
   except UserError as e:
@@ -35,8 +45,8 @@ def main(cfg: DictConfig) -> float:
       raise
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  print(f"eval/loss={summary.get('eval/loss'):.6g}  train/samples_per_s={summary.get('train/samples_per_s'):.4g}"
-        f"\noutputs in {workdir}: metrics.jsonl, summary.json, checkpoints/, figures/, config.yaml")
+  shown = "  ".join(f"{k}={summary[k]:.4g}" for k in ("eval/loss", "train/samples_per_s") if summary.get(k) is not None)
+  print(f"{shown}\noutputs in {workdir}: metrics.jsonl, summary.json, eval.json, checkpoints/, figures/, config.yaml")
   return float(summary.get(cfg.objective_metric, float("nan")))
 
 

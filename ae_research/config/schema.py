@@ -6,10 +6,11 @@ lists, so a misspelt key or a value of the wrong type is rejected at composition
 `_target_` instead (see `build.py`): the constructor is their schema.
 """
 import dataclasses
+import os
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclasses.dataclass
@@ -123,7 +124,22 @@ class Config:
   objective_metric: str = "eval/loss"  # What the Hydra app returns (for sweepers such as optuna).
 
 
+def _sweep_label(what: str, name: str = "") -> Optional[str]:
+  """`${ae.sweep:group}`: the sweep's W&B group (its sweep directory's name) in a multirun,
+  else null; `${ae.sweep:name,NAME}`: NAME plus the job's overrides in a multirun, else NAME."""
+  from hydra.core.hydra_config import HydraConfig  # pylint: disable=g-import-not-at-top
+  from hydra.types import RunMode  # pylint: disable=g-import-not-at-top
+  if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    return name or None
+  hc = HydraConfig.get()
+  if what == "group":
+    return os.path.basename(os.path.normpath(hc.sweep.dir))
+  return f"{name}[{hc.job.override_dirname}]" if hc.job.override_dirname else name
+
+
 def register_schemas() -> None:
+  if not OmegaConf.has_resolver("ae.sweep"):
+    OmegaConf.register_new_resolver("ae.sweep", _sweep_label)
   cs = ConfigStore.instance()
   cs.store(name="config_schema", node=Config)
   cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)

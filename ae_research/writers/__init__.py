@@ -11,11 +11,11 @@ from ae_research.writers.wandb_writer import WandbWriter, resolve_mode  # noqa: 
 
 
 def create_writer(logger_cfg: Any, workdir: str, config: Mapping[str, Any], total_steps: int,
-                  initial_step: int) -> MetricWriter:
-  """The writers the config asks for; only process 0 writes anything."""
+                  initial_step: int, label: str = "") -> MetricWriter:
+  """The writers the config asks for; only process 0 writes anything. `label` prefixes console lines."""
   if jax.process_index() != 0:
     return NullWriter()
-  writers = [ConsoleWriter(total_steps, initial_step, enabled=logger_cfg.progress)]
+  writers = [ConsoleWriter(total_steps, initial_step, enabled=logger_cfg.progress, label=label)]
   if logger_cfg.jsonl:
     writers.append(JsonlWriter(os.path.join(workdir, "metrics.jsonl")))
   wb = logger_cfg.wandb

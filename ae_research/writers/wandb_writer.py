@@ -43,9 +43,12 @@ class WandbWriter(MetricWriter):
       self._wandb = wandb
       id_path = os.path.join(workdir, _RUN_ID_FILE)
       run_id = open(id_path).read().strip() if os.path.exists(id_path) else secrets.token_hex(4)
+      if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # Started by `wandb agent`.
+        run_id = os.environ["WANDB_RUN_ID"]
       self._run = wandb.init(project=project, entity=entity, group=group, tags=list(tags), job_type=job_type,
                              name=name, id=run_id, resume="allow", dir=workdir, mode=mode,
-                             config=dict(config), settings=wandb.Settings(init_timeout=60, silent=True))
+                             config=dict(config), reinit="create_new",
+                             settings=wandb.Settings(init_timeout=60, silent=True))
       with open(id_path, "w") as f:
         f.write(run_id)
     except Exception as e:  # W&B must never stop training or cost local outputs.

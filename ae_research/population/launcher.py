@@ -1,0 +1,67 @@
+"""`hydra/launcher=population`: a Hydra launcher that trains a whole sweep as populations.
+
+`ae-train -m population=on seed=0,1,2,3 optimizer.learning_rate=1e-4,1e-3` (the
+`population` config group selects this launcher) composes every job exactly as Hydra's
+basic launcher does (same run directories, `.hydra/` files and overrides), then hands
+all of them to `train_runs`, which trains the jobs that differ only in numbers in one
+compiled program and the rest one after another. Each job's return value is its
+objective (`objective_metric`), so sweepers see the same results as from separate runs.
+"""
+import logging
+import sys
+from typing import List, Optional, Sequence
+
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger("ae_research")
+
+
+class PopulationLauncher(Launcher):
+
+  def __init__(self) -> None:
+    super().__init__()
+    self.config: Optional[DictConfig] = None
+    self.hydra_context: Optional[HydraContext] = None
+
+  def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+    del task_function  # The jobs are trained together below, not one call each.
+    self.config, self.hydra_context = config, hydra_context
+
+  def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    from ae_research.population.train import train_runs  # pylint: disable=g-import-not-at-top  (jax import)
+    from ae_research.run_status import finished_summary  # pylint: disable=g-import-not-at-top
+    setup_globals()
+    configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+    returns: List[JobReturn] = []
+    for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+      log.info("#%d : %s", idx, " ".join(filter_overrides(overrides)))
+      sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+      with open_dict(sweep_config):
+        sweep_config.hydra.job.id = idx
+        sweep_config.hydra.job.num = idx
+      # Hydra's own job set-up (run directory, .hydra/ files); the task only resolves the config
+      # while this job's HydraConfig is current (run names and W&B groups come from it).
+      returns.append(run_job(hydra_context=self.hydra_context, task_function=OmegaConf.resolve, config=sweep_config,
+                             job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+    workdirs = [r.hydra_cfg.hydra.runtime.output_dir for r in returns]
+    todo = [i for i, (r, w) in enumerate(zip(returns, workdirs))
+            if not (r.cfg.trainer.resume and finished_summary(w, r.cfg) is not None)]
+    for i in set(range(len(returns))) - set(todo):
+      log.info("#%d already finished in %s (trainer.resume=true): skipped", initial_job_idx + i, workdirs[i])
+      returns[i].return_value = float(finished_summary(workdirs[i], returns[i].cfg).get(
+          returns[i].cfg.objective_metric, float("nan")))
+      returns[i].status = JobStatus.COMPLETED
+    results = train_runs([returns[i].cfg for i in todo], [workdirs[i] for i in todo])
+    for i, result in zip(todo, results):
+      ret = returns[i]
+      if isinstance(result, Exception):
+        print(f"error: job #{initial_job_idx + i} ({workdirs[i]}): {result}", file=sys.stderr)
+        ret.return_value, ret.status = result, JobStatus.FAILED
+      else:
+        ret.return_value = float(result.get(ret.cfg.objective_metric, float("nan")))
+        ret.status = JobStatus.COMPLETED
+    configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+    return returns

@@ -1,0 +1,65 @@
+"""Population training: members in one program end where the same runs alone end."""
+import json
+
+import numpy as np
+import pytest
+
+from ae_research import train_and_evaluate
+from ae_research.population.members import group_runs, numeric_leaves, with_values
+from ae_research.population.train import train_runs
+from ae_research.run_dir import load_run
+
+MEMBERS = [["seed=0", "optimizer.learning_rate=0.001"], ["seed=1", "optimizer.learning_rate=0.003"],
+           ["seed=2", "optimizer.learning_rate=0.001"], ["seed=3", "optimizer.learning_rate=0.01"]]
+
+
+def _params(run_dir):
+  return load_run(str(run_dir), devices=1).state.params
+
+
+@pytest.mark.parametrize("extra", [[], ["loss=sparse_kl", "model.code_activation=sigmoid", "model.output_activation=sigmoid",
+                                        "dataset.scale=unit"]], ids=["mse", "sparse_kl"])
+def test_population_members_match_standalone_runs(make_cfg, tmp_path, extra):
+  common = ["trainer.max_steps=24"] + extra
+  cfgs = [make_cfg(common + m) for m in MEMBERS]
+  if extra:  # Also vary a loss weight and the sparsity target inside the one program.
+    cfgs = [make_cfg(common + m + [f"loss.weights.sparsity={w}", f"loss.terms.sparsity.rho={r}"])
+            for m, w, r in zip(MEMBERS, (0.1, 1.0, 3.0, 0.5), (0.05, 0.1, 0.05, 0.2))]
+  assert group_runs(cfgs) == [[0, 1, 2, 3]]
+  dirs = [tmp_path / "pop" / str(i) for i in range(4)]
+  results = train_runs(cfgs, [str(d) for d in dirs])
+  assert all(r["population/size"] == 4 for r in results), results
+  for i in ((3,) if extra else (1, 3)):
+    alone = train_and_evaluate(cfgs[i], str(tmp_path / f"alone{i}"))
+    assert results[i]["eval/loss"] == pytest.approx(alone["eval/loss"], rel=1e-4)
+    got, want = _params(dirs[i]), _params(tmp_path / f"alone{i}")
+    for a, b in zip(jax_leaves(got), jax_leaves(want)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    rows = [json.loads(line) for line in open(dirs[i] / "metrics.jsonl")]
+    assert rows and all("train/loss" in r for r in rows if "epoch" in r)
+  assert len({r["eval/loss"] for r in results}) == 4  # The members really differ.
+
+
+def jax_leaves(tree):
+  import jax  # pylint: disable=g-import-not-at-top
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_members_with_different_shapes_train_separately(make_cfg, tmp_path):
+  cfgs = [make_cfg(["trainer.max_steps=5", "seed=0"]), make_cfg(["trainer.max_steps=5", "model.hidden=[16]"]),
+          make_cfg(["trainer.max_steps=5", "seed=1"])]
+  assert group_runs(cfgs) == [[0, 2], [1]]
+  results = train_runs(cfgs, [str(tmp_path / str(i)) for i in range(3)])
+  assert [r.get("population/size") for r in results] == [2, None, 2]
+
+
+def test_numeric_leaves_and_with_values():
+  class Term:
+    def __init__(self, rho):
+      self.rho, self.name = rho, "kl"
+  objs = [{"a": Term(0.1), "w": 1.0}, {"a": Term(0.2), "w": 1.0}]
+  varying = numeric_leaves(objs, "terms")
+  assert list(varying) == [(("key", "a"), ("attr", "rho"))]
+  np.testing.assert_allclose(varying[(("key", "a"), ("attr", "rho"))], [0.1, 0.2])
+  swapped = with_values(objs[0], {(("key", "a"), ("attr", "rho")): 7.0})
+  assert swapped["a"].rho == 7.0 and objs[0]["a"].rho == 0.1 and swapped["w"] == 1.0
