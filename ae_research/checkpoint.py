@@ -7,6 +7,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from ae_research.errors import CheckpointError
+from ae_research.sharding import to_host
 from ae_research.state import TrainState
 
 
@@ -21,7 +22,7 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, state: TrainState) -> None:
-    step = int(jax.device_get(state.step))
+    step = int(to_host(state.step))
     if step != self._manager.latest_step():
       self._manager.save(step, args=ocp.args.StandardSave(state))
 

@@ -23,3 +23,11 @@ class NonFiniteLossError(UserError):
 
 class CheckpointError(UserError):
   """A checkpoint cannot be restored into the current configuration."""
+
+
+class Interrupted(UserError):
+  """SIGTERM/SIGINT: the run stopped at a chunk boundary after writing a checkpoint."""
+
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.exit_code = 128 + signum  # The shell's convention for "killed by signal N".

@@ -8,7 +8,9 @@ import collections
 import dataclasses
 import json
 import os
+import signal
 import statistics
+import threading
 import time
 from typing import Any, Dict, Optional
 
@@ -18,13 +20,14 @@ import numpy as np
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
+from ae_research import distributed
 from ae_research import step as step_lib
 from ae_research.checkpoint import Checkpointer
 from ae_research.config import build, validate_config
-from ae_research.errors import ConfigError, NonFiniteLossError
+from ae_research.errors import ConfigError, Interrupted, NonFiniteLossError
 from ae_research.evaluation.evaluate import evaluate_and_draw
 from ae_research.models.base import has_convolutions
-from ae_research.sharding import check_divisible, make_mesh, put_replicated
+from ae_research.sharding import check_divisible, local_mesh, make_mesh, put_replicated, to_host
 from ae_research.state import create_train_state, split_model
 from ae_research.writers import create_writer
 from ae_research.writers.jsonl import truncate_after
@@ -59,7 +62,7 @@ def _prepare_workdir(workdir: str) -> str:
   workdir = os.path.abspath(workdir)
   try:
     os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
+    probe = os.path.join(workdir, f".write_test.{jax.process_index()}")
     with open(probe, "w"):
       pass
     os.remove(probe)
@@ -84,6 +87,31 @@ def _check_finite(losses: np.ndarray, first_step: int, epoch: int, ckpt: Checkpo
     raise NonFiniteLossError(
         f"training loss became {losses[bad[0]]} at step {first_step + bad[0] + 1} (epoch {epoch}); the last "
         f"{kept}; lower optimizer.learning_rate or check the loss/data config")
+
+
+class _StopSignals:
+  """Turns SIGTERM/SIGINT into a flag the host loop checks after each chunk (main thread only)."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.received, self._previous = None, {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.received is not None:  # A second signal: stop now, as without us.
+      raise KeyboardInterrupt
+    self.received = signum
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
 
 
 @dataclasses.dataclass
@@ -150,8 +178,12 @@ def _initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str):
       raise ConfigError(f"{workdir} already holds a checkpoint (step {ckpt.latest_step()}); pass "
                         "trainer.resume=true to continue it, or choose a new hydra.run.dir")
     state = ckpt.restore(state)
-    truncate_after(os.path.join(workdir, "metrics.jsonl"), int(state.step))
-  elif tcfg.init_from:
+    if distributed.is_main_process():
+      truncate_after(os.path.join(workdir, "metrics.jsonl"), int(to_host(state.step)))
+  else:  # A fresh start: drop the log lines of an earlier attempt that died before its first checkpoint.
+    if distributed.is_main_process():
+      truncate_after(os.path.join(workdir, "metrics.jsonl"), 0)
+  if ckpt.latest_step() is None and tcfg.init_from:
     source = Checkpointer(os.path.join(tcfg.init_from, "checkpoints"))
     try:
       if source.latest_step() is None:
@@ -169,6 +201,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
   one at a time (runs in `workdir/pretrain/layer_<k>`), and this run fine-tunes the stack.
   """
   t_start = time.perf_counter()
+  distributed.initialize(cfg.trainer.get("distributed"))
   s = setup(cfg)
   workdir = _prepare_workdir(workdir)
   if cfg.trainer.greedy_epochs > 0:
@@ -177,21 +210,24 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=cfg.trainer.keep_checkpoints)
   try:
     state = _initial_state(s, cfg, ckpt, workdir)
-    OmegaConf.save(cfg, os.path.join(workdir, "config.yaml"), resolve=True)
+    if distributed.is_main_process():
+      OmegaConf.save(cfg, os.path.join(workdir, "config.yaml"), resolve=True)
     writer = create_writer(cfg.logger, workdir, OmegaConf.to_container(cfg, resolve=True), s.plan.total_steps,
                            int(state.step))
     try:
-      summary = _run(state, s, ckpt, writer, cfg, workdir)
+      with _StopSignals() as stop:
+        summary = _run(state, s, ckpt, writer, cfg, workdir, stop)
     finally:
       writer.close()
   finally:
     ckpt.close()
   summary["time/total_s"] = time.perf_counter() - t_start
-  _write_json(os.path.join(workdir, "summary.json"), summary)
+  if distributed.is_main_process():
+    _write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
 
 
-def _run(state, s: Setup, ckpt, writer, cfg, workdir) -> Dict[str, Any]:
+def _run(state, s: Setup, ckpt, writer, cfg, workdir, stop: _StopSignals) -> Dict[str, Any]:
   tcfg, data, mesh, plan = cfg.trainer, s.data, s.mesh, s.plan
   train = put_replicated({k: v for k, v in data.train.items() if k != "label"}, mesh)
   test = put_replicated(step_lib.pad_for_eval({k: v for k, v in data.test.items() if k != "label"},
@@ -210,7 +246,7 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir) -> Dict[str, Any]:
   compile_s = [time.perf_counter() - t0]
 
   def evaluate(state) -> Dict[str, float]:
-    metrics = jax.device_get(evaluate_program(state.params, test, eval_rng, state.step))
+    metrics = to_host(evaluate_program(state.params, test, eval_rng, state.step))
     return {f"eval/{k}": float(v) for k, v in metrics.items()}
 
   def chunk_program(length: int):
@@ -224,7 +260,7 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir) -> Dict[str, Any]:
   if plan.total_steps:
     for length in {plan.chunk, plan.steps_per_epoch % plan.chunk} - {0}:
       chunk_program(length)
-  step = int(jax.device_get(state.step))
+  step = int(to_host(state.step))
   epoch_rates, last_epoch, eval_metrics = [], {}, {}
   while step < plan.total_steps:
     epoch = step // plan.steps_per_epoch
@@ -237,7 +273,7 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir) -> Dict[str, Any]:
       program = chunk_program(length)
       t = time.perf_counter()
       state, metrics = program(state, train, order, jnp.int32(pos))
-      metrics = jax.device_get(metrics)  # The logging point: the only host sync.
+      metrics = to_host(metrics)  # The logging point: the only host sync.
       seconds = time.perf_counter() - t
       _check_finite(metrics["loss"], step, epoch + 1, ckpt)
       step, pos, steps_run = step + length, pos + length, steps_run + length
@@ -245,6 +281,13 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir) -> Dict[str, Any]:
         sums[k] += float(v.sum())
       writer.write_scalars(step, {"epoch": epoch + 1, **{f"train/{k}": float(v.mean()) for k, v in metrics.items()},
                                   "train/samples_per_s": length * plan.batch_size / seconds})
+      if stop.received is not None:  # Preempted: keep everything up to this step, then leave.
+        ckpt.save(state)
+        ckpt.wait()
+        writer.flush()
+        name = signal.Signals(stop.received).name
+        raise Interrupted(f"stopped by {name} at step {step} (epoch {epoch + 1}); checkpoint and logs are saved "
+                          f"in {workdir}; continue with trainer.resume=true", stop.received)
     epoch_s = time.perf_counter() - t_epoch - (sum(compile_s) - compiled_before)  # Compiles are not steps.
     epoch_rates.append(steps_run * plan.batch_size / epoch_s)
     done = step >= plan.total_steps
@@ -261,8 +304,10 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir) -> Dict[str, Any]:
     ckpt.save(state)
   ckpt.wait()
   final_eval = {}
-  if cfg.evaluation.enabled and jax.process_index() == 0:
-    final_eval, figures = evaluate_and_draw(cfg, s, state.params, workdir, step)
+  if cfg.evaluation.enabled and jax.process_index() == 0:  # On process 0's own devices: no collectives.
+    here = dataclasses.replace(s, mesh=local_mesh(mesh))
+    final_eval, figures = evaluate_and_draw(cfg, here, put_replicated(to_host(state.params), here.mesh), workdir,
+                                            step)
     writer.write_images(step, figures)
   steady = epoch_rates[1:] or epoch_rates
   summary = {"name": cfg.name, "dataset": data.name, "step": step, "trainer/epochs": tcfg.epochs,

@@ -44,7 +44,7 @@ def main(cfg: DictConfig) -> float:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
       raise
     print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(getattr(e, "exit_code", 2))
   shown = "  ".join(f"{k}={summary[k]:.4g}" for k in ("eval/loss", "train/samples_per_s") if summary.get(k) is not None)
   print(f"{shown}\noutputs in {workdir}: metrics.jsonl, summary.json, eval.json, checkpoints/, figures/, config.yaml")
   return float(summary.get(cfg.objective_metric, float("nan")))

@@ -14,6 +14,17 @@ from omegaconf import MISSING, OmegaConf
 
 
 @dataclasses.dataclass
+class DistributedConfig:
+  """Multi-process training (see ae_research/distributed.py)."""
+  enabled: bool = False
+  coordinator_address: Optional[str] = None  # host:port of process 0; null with the rest: from the environment.
+  num_processes: Optional[int] = None
+  process_id: Optional[int] = None
+  cpu_collectives: Optional[str] = "gloo"  # CPU backend collectives between processes.
+  timeout_s: int = 300
+
+
+@dataclasses.dataclass
 class TrainerConfig:
   epochs: int = 20  # 0: evaluate (and draw) the initial or restored model only.
   max_steps: Optional[int] = None  # Cap on total optimiser steps (stops mid-epoch).
@@ -31,6 +42,7 @@ class TrainerConfig:
   figure_examples: int = 10
   init_from: Optional[str] = None  # Run directory whose latest parameters initialise this run.
   greedy_epochs: int = 0  # Stacked models: epochs of greedy pre-training per layer before fine-tuning.
+  distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
 
 
 @dataclasses.dataclass

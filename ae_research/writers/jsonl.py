@@ -15,8 +15,17 @@ def _plain(value: Any) -> Any:
 
 
 def read_jsonl(path: str):
+  """The records; a torn last line (the process was killed mid-write) is dropped."""
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  records = []
+  for i, line in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      if i != len(lines) - 1:
+        raise
+  return records
 
 
 def truncate_after(path: str, step: int) -> None:

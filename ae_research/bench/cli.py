@@ -1,0 +1,196 @@
+"""`ae-bench [--quick] [--out DIR]`: training speed of the framework on the devices present.
+
+For the deep 2-D MLP AE (SPEC 1), the VAE (SPEC 3a) and the conv AE (SPEC 5), through the
+framework's own trainer (`train_and_evaluate`, evaluation off): compile time, steady-state
+samples/s (median epoch after the first), FLOP/s from XLA's cost analysis of one step, as a
+fraction of a peak measured in the same run (a large fp32 matmul); one device vs all
+devices; population throughput for K members in one program vs K sequential runs; and the
+hand-written `lax.scan` reference (bench/reference.py) on the same data. Writes bench.json
+and bench.md. `--quick` shrinks everything (8x8 digits, a few steps) for the test suite.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+from tqdm import tqdm
+
+from ae_research.bench.reference import time_reference
+
+COMMON = ["evaluation.enabled=false", "trainer.figures=false", "logger.wandb.mode=disabled", "logger.progress=false",
+          "logger.jsonl=false"]
+MODELS = {  # name -> (SPEC section, overrides: full, quick)
+    "mlp_2d": ("SPEC 1 deep MLP AE 784-128-64-10-2", ["trainer.epochs=4"],
+               ["dataset=digits", "trainer.epochs=3"]),
+    "vae": ("SPEC 3a VAE 784-512-2 (blocks)", ["experiment=vae_blocks_2d", "trainer.epochs=4"],
+            ["experiment=vae_blocks_2d", "debug=default", "trainer.epochs=3"]),
+    "conv": ("SPEC 5 conv AE (colourisation)", ["experiment=conv_colorize", "trainer.max_steps=24",
+                                                 "trainer.log_every_steps=6"],
+             ["experiment=conv_colorize", "debug=default", "trainer.max_steps=6", "trainer.log_every_steps=3"]),
+}
+
+
+def compose(overrides: Sequence[str]):
+  from hydra import compose as hydra_compose, initialize_config_dir  # pylint: disable=g-import-not-at-top
+  from ae_research.config import register_schemas  # pylint: disable=g-import-not-at-top
+  from ae_research.train import CONFIG_DIR  # pylint: disable=g-import-not-at-top
+  register_schemas()
+  with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def matmul_peak(n: Optional[int] = None, repeats: int = 5) -> float:
+  """FLOP/s of the best of `repeats` n x n fp32 matmuls on the default device."""
+  n = n or (1024 if jax.default_backend() == "cpu" else 8192)
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(a).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(a).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2 * n ** 3 / best
+
+
+def step_flops(cfg) -> Optional[float]:
+  """XLA's FLOP count of one training step of `cfg`'s model (None if the backend gives none)."""
+  from ae_research import loop, step as step_lib  # pylint: disable=g-import-not-at-top
+  from ae_research.state import create_train_state  # pylint: disable=g-import-not-at-top
+  s = loop.setup(cfg, devices=1)
+  state = create_train_state(s.params, s.tx, cfg.seed)
+  batch = {k: v[:s.plan.batch_size] for k, v in s.data.train.items() if k != "label"}
+  train_step = step_lib.make_train_step(s.loss_fn(), s.tx, s.update_mask)
+  cost = jax.jit(train_step).lower(state, batch, jax.random.PRNGKey(0)).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost["flops"]) if cost and cost.get("flops") else None
+
+
+def _train(overrides: Sequence[str], workdir: str) -> Dict[str, Any]:
+  from ae_research.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  return train_and_evaluate(compose(list(overrides) + COMMON), workdir)
+
+
+def bench_models(quick: bool, workdir: str, peak: float, bar) -> List[Dict[str, Any]]:
+  rows = []
+  n = len(jax.devices())
+  for name, (spec, full, small) in MODELS.items():
+    overrides = small if quick else full
+    cfg = compose(list(overrides) + COMMON)
+    flops = step_flops(cfg)
+    for devices in sorted({1, n}):
+      bar.set_description(f"{name} on {devices} device(s)")
+      summary = _train(list(overrides) + [f"trainer.devices={devices}"], os.path.join(workdir, f"{name}_{devices}"))
+      rate = summary["train/samples_per_s"]
+      flop_s = flops * rate / cfg.dataset.batch_size if flops else None
+      rows.append({"model": name, "spec": spec, "devices": devices, "batch_size": cfg.dataset.batch_size,
+                   "compile_s": summary["time/compile_s"], "samples_per_s": rate,
+                   "step_flops": flops, "flop_per_s": flop_s, "fraction_of_peak": flop_s / peak if flop_s else None})
+      bar.update()
+  return rows
+
+
+def bench_reference(quick: bool, workdir: str, bar) -> Dict[str, Any]:
+  """The hand-written loop and the framework's trainer on the same data, one device each."""
+  from ae_research.config import build  # pylint: disable=g-import-not-at-top
+  overrides = MODELS["mlp_2d"][2 if quick else 1]
+  bar.set_description("hand-written reference")
+  data = build(compose(list(overrides) + COMMON).dataset, "dataset")
+  ref = time_reference(data.train["image"], epochs=3 if quick else 4, batch_size=data.batch_size)
+  bar.update()
+  ours = _train(list(overrides) + ["trainer.devices=1"], os.path.join(workdir, "mlp_reference_check"))
+  bar.update()
+  return {"dataset": data.name, "num_train": data.num_train, "reference_samples_per_s": ref["samples_per_s"],
+          "reference_epoch_s": ref["epoch_s"], "reference_compile_s": ref["compile_s"],
+          "framework_samples_per_s": ours["train/samples_per_s"],
+          "framework_over_reference": ours["train/samples_per_s"] / ref["samples_per_s"]}
+
+
+def bench_population(quick: bool, workdir: str, sizes: Sequence[int], bar) -> List[Dict[str, Any]]:
+  """K members (seeds 0..K-1) in one program vs K sequential runs (K x one run's time)."""
+  from ae_research.population.train import train_population  # pylint: disable=g-import-not-at-top
+  overrides = list(MODELS["mlp_2d"][2 if quick else 1]) + COMMON
+  single = None
+  rows = []
+  for k in sizes:
+    bar.set_description(f"population K={k}")
+    cfgs = [compose(overrides + [f"seed={i}"]) for i in range(k)]
+    dirs = [os.path.join(workdir, f"population_{k}", str(i)) for i in range(k)]
+    if k == 1:
+      single = _train(overrides + ["seed=0"], dirs[0])["train/samples_per_s"]
+      total = single
+    else:
+      total = train_population(cfgs, dirs)[0]["population/samples_per_s"]
+    rows.append({"members": k, "samples_per_s": total, "per_member_samples_per_s": total / k,
+                 "speedup_vs_sequential": total / single if single else None})
+    bar.update()
+  return rows
+
+
+def markdown(result: Dict[str, Any]) -> str:
+  fmt = lambda v, f: "–" if v is None else format(v, f)
+  lines = [f"# ae-bench ({'quick' if result['quick'] else 'full'}) — {result['device']}", "",
+           f"Peak (best fp32 {result['peak_matmul_n']}² matmul): {result['peak_flop_per_s'] / 1e9:.1f} GFLOP/s. "
+           f"Measured {result['date']}.", "",
+           "| model | devices | batch | compile s | samples/s | GFLOP/s | % of peak |", "|---|---|---|---|---|---|---|"]
+  for r in result["models"]:
+    lines.append(f"| {r['model']} ({r['spec']}) | {r['devices']} | {r['batch_size']} | {r['compile_s']:.2f} | "
+                 f"{r['samples_per_s']:,.0f} | {fmt(r['flop_per_s'] and r['flop_per_s'] / 1e9, '.2f')} | "
+                 f"{fmt(r['fraction_of_peak'] and 100 * r['fraction_of_peak'], '.1f')} |")
+  ref = result["reference"]
+  lines += ["", f"Hand-written `lax.scan` reference vs the framework (SPEC 1 MLP, {ref['dataset']}, "
+            f"{ref['num_train']} training examples, 1 device): reference {ref['reference_samples_per_s']:,.0f} "
+            f"samples/s ({ref['reference_epoch_s']:.3f} s/epoch), framework {ref['framework_samples_per_s']:,.0f} "
+            f"samples/s: **{ref['framework_over_reference']:.2f}x** the reference.", "",
+            "| population members K | samples/s (all members) | per member | vs K sequential runs |",
+            "|---|---|---|---|"]
+  for r in result["population"]:
+    lines.append(f"| {r['members']} | {r['samples_per_s']:,.0f} | {r['per_member_samples_per_s']:,.0f} | "
+                 f"{fmt(r['speedup_vs_sequential'], '.2f')}x |")
+  return "\n".join(lines) + "\n"
+
+
+def run_bench(quick: bool = False, out: Optional[str] = None, population_sizes: Sequence[int] = ()) -> Dict[str, Any]:
+  sizes = list(population_sizes) or ([1, 4] if quick else [1, 4, 16])
+  out = out or os.path.join("runs", "bench", datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+  os.makedirs(out, exist_ok=True)
+  n_models = len(MODELS) * len({1, len(jax.devices())})
+  with tempfile.TemporaryDirectory() as workdir, tqdm(total=n_models + 2 + len(sizes), unit="run") as bar:
+    peak = matmul_peak()
+    result = {"quick": quick, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "device": f"{len(jax.devices())} x {jax.devices()[0].device_kind} ({jax.default_backend()}), "
+                        f"{os.cpu_count()} CPU cores, {platform.machine()}",
+              "jax": jax.__version__, "peak_matmul_n": 1024 if jax.default_backend() == "cpu" else 8192,
+              "peak_flop_per_s": peak}
+    result["models"] = bench_models(quick, workdir, peak, bar)
+    result["reference"] = bench_reference(quick, workdir, bar)
+    result["population"] = bench_population(quick, workdir, sizes, bar)
+  with open(os.path.join(out, "bench.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  with open(os.path.join(out, "bench.md"), "w") as f:
+    f.write(markdown(result))
+  return result
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+  import logging  # pylint: disable=g-import-not-at-top
+  logging.getLogger("absl").setLevel(logging.WARNING)
+  parser = argparse.ArgumentParser(prog="ae-bench", description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true", help="tiny settings (seconds; for tests)")
+  parser.add_argument("--out", help="output directory (default: runs/bench/<time>)")
+  parser.add_argument("--population", type=int, nargs="*", default=(), help="population sizes (default 1 4 16)")
+  args = parser.parse_args(argv)
+  out = args.out or os.path.join("runs", "bench", datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+  result = run_bench(args.quick, out, args.population)
+  print(markdown(result))
+  print(f"wrote {out}/bench.json and bench.md")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,29 @@
+"""ae-bench --quick and ae-compare's command line (no timed assertions: numbers are reported, not judged)."""
+import json
+
+import pytest
+
+from ae_research.bench.cli import run_bench
+from ae_research.compare import main as compare_main
+
+
+def test_bench_quick_writes_every_measurement(tmp_path):
+  result = run_bench(quick=True, out=str(tmp_path), population_sizes=(1, 2))
+  saved = json.load(open(tmp_path / "bench.json"))
+  assert saved["models"] == result["models"]
+  assert {r["model"] for r in saved["models"]} == {"mlp_2d", "vae", "conv"}
+  for row in saved["models"]:
+    assert row["samples_per_s"] > 0 and row["compile_s"] > 0 and row["step_flops"] > 0
+    assert 0 < row["fraction_of_peak"]
+  assert saved["peak_flop_per_s"] > 0
+  assert saved["reference"]["reference_samples_per_s"] > 0 and saved["reference"]["framework_samples_per_s"] > 0
+  assert [r["members"] for r in saved["population"]] == [1, 2]
+  table = (tmp_path / "bench.md").read_text()
+  assert "| mlp_2d" in table and "population members K" in table and "the reference" in table
+
+
+def test_compare_needs_runs(tmp_path):
+  with pytest.raises(SystemExit, match="no finished runs"):
+    compare_main([str(tmp_path)])
+  with pytest.raises(SystemExit, match="not a directory"):
+    compare_main([str(tmp_path / "missing")])
