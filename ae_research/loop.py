@@ -7,6 +7,7 @@ checkpoint. Figures and the summary come last. See `step.py` for the device prog
 import collections
 import dataclasses
 import json
+import math
 import os
 import signal
 import statistics
@@ -29,7 +30,7 @@ from ae_research.evaluation.evaluate import evaluate_and_draw
 from ae_research.models.base import has_convolutions
 from ae_research.sharding import check_divisible, local_mesh, make_mesh, put_replicated, to_host
 from ae_research.state import create_train_state, split_model
-from ae_research.writers import create_writer
+from ae_research.writers import create_writer, resolve_mode
 from ae_research.writers.jsonl import truncate_after
 
 # Constructor arguments the engine supplies (derived from the data or the schedule).
@@ -161,12 +162,31 @@ def setup(cfg: DictConfig, devices: Any = None, data: Any = None) -> Setup:
   if target_shape is not None and tuple(out_shape) != target_shape:
     raise ConfigError(f"model output shape {tuple(out_shape)} does not match the {data.name} targets "
                       f"{target_shape}; fix the model config (e.g. model.output_shape)")
+  _check_code_size(graphdef, params, objective, corruption, data)
   if tcfg.scan_unroll not in ("auto", "rolled", "full"):
     raise ConfigError(f"trainer.scan_unroll={tcfg.scan_unroll!r}: choose auto, rolled or full")
   unroll = tcfg.scan_unroll == "full" or (tcfg.scan_unroll == "auto" and jax.default_backend() == "cpu"
                                           and has_convolutions(model))
   return Setup(data, mesh, plan, graphdef, params, objective, tx, corruption, model.update_mask(params),
                getattr(model, "num_layers", 0), unroll)
+
+
+def _check_code_size(graphdef, params, objective, corruption, data) -> None:
+  """A plain MLP autoencoder (reconstruction terms only, clean input reproduced) whose code is
+  at least as large as its input can learn the identity; it needs a regulariser or corruption.
+  (Conv codes are exempt: pooling bottlenecks are their regulariser, SPEC 5.)"""
+  from ae_research.losses import BinaryCrossEntropy, SquaredError  # pylint: disable=g-import-not-at-top
+  model = nnx.merge(graphdef, params)
+  plain = all(isinstance(t, (SquaredError, BinaryCrossEntropy)) for t in objective.terms.values())
+  if (not plain or corruption is not None or hasattr(model, "posterior") or getattr(model, "stage", 0)
+      or data.target_shape != tuple(data.image_shape)):
+    return
+  code = jax.eval_shape(model.encode, jax.ShapeDtypeStruct((1, *data.image_shape), jnp.float32)).shape
+  size = math.prod(data.image_shape)
+  if len(code) == 2 and code[1] >= size:
+    raise ConfigError(f"the code has {code[1]} units, not fewer than the {size} inputs: a plain autoencoder would "
+                      "learn the identity; use a smaller model.latent_dim, or add a sparsity/contractive loss or a "
+                      "corruption")
 
 
 def _initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str):
@@ -203,6 +223,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
   t_start = time.perf_counter()
   distributed.initialize(cfg.trainer.get("distributed"))
   s = setup(cfg)
+  resolve_mode(cfg.logger.wandb.mode)  # A misconfigured W&B fails here, before the run directory is touched.
   workdir = _prepare_workdir(workdir)
   if cfg.trainer.greedy_epochs > 0:
     from ae_research.greedy import pretrain_layers  # pylint: disable=g-import-not-at-top  (it imports this module)

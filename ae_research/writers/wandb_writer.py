@@ -18,17 +18,23 @@ def resolve_mode(mode: str) -> str:
   """"auto" means online when an API key is configured, else offline (no network needed)."""
   if mode not in MODES:
     raise ConfigError(f"logger.wandb.mode={mode!r}: choose one of {', '.join(MODES)}")
+  if mode == "online" and not _has_api_key():
+    raise ConfigError("logger.wandb.mode=online but no W&B API key is configured (WANDB_API_KEY or ~/.netrc); "
+                      "run `wandb login`, or use mode=offline (or auto) and `wandb sync` the run later")
   if mode != "auto":
     return mode
   if os.environ.get("WANDB_MODE") in MODES[1:]:
     return os.environ["WANDB_MODE"]
+  return "online" if _has_api_key() else "offline"
+
+
+def _has_api_key() -> bool:
   if os.environ.get("WANDB_API_KEY"):
-    return "online"
+    return True
   try:
-    has_key = netrc.netrc().authenticators("api.wandb.ai") is not None
+    return netrc.netrc().authenticators("api.wandb.ai") is not None
   except (OSError, netrc.NetrcParseError):
-    has_key = False
-  return "online" if has_key else "offline"
+    return False
 
 
 class WandbWriter(MetricWriter):
