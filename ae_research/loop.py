@@ -26,10 +26,9 @@ from ae_research import step as step_lib
 from ae_research.checkpoint import Checkpointer
 from ae_research.config import build, validate_config
 from ae_research.errors import ConfigError, Interrupted, NonFiniteLossError
-from ae_research.evaluation.evaluate import evaluate_and_draw
 from ae_research.models.base import has_convolutions
 from ae_research.sharding import check_divisible, local_mesh, make_mesh, put_replicated, to_host
-from ae_research.state import create_train_state, split_model
+from ae_research.state import create_train_state, split_model, with_hyperparams_of
 from ae_research.writers import create_writer, resolve_mode
 from ae_research.writers.jsonl import truncate_after
 
@@ -189,6 +188,11 @@ def _check_code_size(graphdef, params, objective, corruption, data) -> None:
                       "corruption")
 
 
+def with_hyperparams_of_config(restored, fresh):
+  """The restored state, but optimiser hyperparameters as the current config sets them."""
+  return restored.replace(opt_state=with_hyperparams_of(restored.opt_state, fresh.opt_state))
+
+
 def _initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str):
   """Fresh, initialised from `trainer.init_from`, or resumed from this run's checkpoint."""
   tcfg = cfg.trainer
@@ -197,7 +201,7 @@ def _initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str):
     if not tcfg.resume:
       raise ConfigError(f"{workdir} already holds a checkpoint (step {ckpt.latest_step()}); pass "
                         "trainer.resume=true to continue it, or choose a new hydra.run.dir")
-    state = ckpt.restore(state)
+    state = with_hyperparams_of_config(ckpt.restore(state), state)
     if distributed.is_main_process():
       truncate_after(os.path.join(workdir, "metrics.jsonl"), int(to_host(state.step)))
   else:  # A fresh start: drop the log lines of an earlier attempt that died before its first checkpoint.
@@ -326,6 +330,8 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir, stop: _StopSignals) -> Dic
   ckpt.wait()
   final_eval = {}
   if cfg.evaluation.enabled and jax.process_index() == 0:  # On process 0's own devices: no collectives.
+    # Imported here: scikit-learn and matplotlib cost ~2 s of start-up that evaluation-free runs skip.
+    from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
     here = dataclasses.replace(s, mesh=local_mesh(mesh))
     final_eval, figures = evaluate_and_draw(cfg, here, put_replicated(to_host(state.params), here.mesh), workdir,
                                             step)

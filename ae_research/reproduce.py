@@ -104,8 +104,47 @@ def write_report(experiment: str, run_dir: str, report_dir: str, command: str) -
   return path
 
 
+def _experiment_description(experiment: str) -> List[str]:
+  """The header comment of conf/experiment/EXPERIMENT.yaml (what the experiment is)."""
+  from ae_research.train import CONFIG_DIR  # pylint: disable=g-import-not-at-top
+  lines = []
+  for line in open(os.path.join(CONFIG_DIR, "experiment", f"{experiment}.yaml")):
+    if not line.startswith("#"):
+      break
+    if "@package" not in line:
+      lines.append(line[1:].strip())
+  return lines
+
+
+def write_experiment_readme(experiment: str, run_dir: str, report_path: str, command: str,
+                            experiments_root: str = "experiments") -> str:
+  """experiments/EXPERIMENT/README.md: the command, the expected outcome (the source's claims)
+  and what the last full run measured (rewritten by every full `ae-reproduce`)."""
+  summary = json.load(open(os.path.join(run_dir, "summary.json")))
+  metrics = {**summary, **json.load(open(os.path.join(run_dir, "eval.json")))}
+  rel_report = os.path.relpath(report_path, os.path.join(experiments_root, experiment))
+  figures = sorted(os.listdir(os.path.join(run_dir, "figures")))
+  lines = [f"# {experiment}", "", *_experiment_description(experiment), "",
+           f"Reproduce: `{command}` (or `ae-train experiment={experiment}`; `--quick` for a one-minute version).", "",
+           "## Expected outcome (the source's claims)", ""]
+  lines += [f"- {c.text}" for c in CLAIMS.get(experiment, [])]
+  lines += ["", f"## Last measured ({datetime.date.today().isoformat()}, {summary.get('n_devices')} device(s), "
+            f"{summary.get('epoch')} epochs / {summary.get('step')} steps, "
+            f"{summary.get('time/total_s', 0) / 60:.1f} min)", "", "| claim | measured | verdict |", "|---|---|---|"]
+  lines += ["| " + " | ".join(_format(c, metrics)) + " |" for c in CLAIMS.get(experiment, [])]
+  lines += ["", f"Headline metrics: eval/loss {metrics.get('eval/loss', float('nan')):.5g}, test MSE "
+            f"{metrics.get('test/mse', float('nan')):.5g}; every metric and figure: [report]({rel_report}).", "",
+            "Figures: " + ", ".join(f"[{f[:-4]}]({os.path.join(os.path.dirname(rel_report), 'figures', f)})"
+                                    for f in figures)]
+  path = os.path.join(experiments_root, experiment, "README.md")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  return path
+
+
 def reproduce(experiment: str, quick: bool = False, overrides=(), runs_root: str = "runs/reproduce",
-              reports_root: str = "reports") -> str:
+              reports_root: str = "reports", experiments_root: Optional[str] = None) -> str:
   """Trains `experiment` (with --quick/extra overrides), evaluates, and writes its report; returns the report path."""
   from hydra import compose, initialize_config_dir  # pylint: disable=g-import-not-at-top
   from ae_research.config import register_schemas  # pylint: disable=g-import-not-at-top
@@ -119,7 +158,10 @@ def reproduce(experiment: str, quick: bool = False, overrides=(), runs_root: str
   run_dir = os.path.join(runs_root, experiment, datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
   train_and_evaluate(cfg, run_dir)
   command = "ae-reproduce " + " ".join([experiment] + (["--quick"] if quick else []) + list(overrides))
-  return write_report(experiment, run_dir, os.path.join(reports_root, experiment), command)
+  report = write_report(experiment, run_dir, os.path.join(reports_root, experiment), command)
+  if experiments_root and not quick:
+    write_experiment_readme(experiment, run_dir, report, command, experiments_root)
+  return report
 
 
 def main(argv=None) -> None:
@@ -135,7 +177,7 @@ def main(argv=None) -> None:
     sys.exit(2)
   for name in names:
     try:
-      print(f"report: {reproduce(name, args.quick, args.overrides)}")
+      print(f"report: {reproduce(name, args.quick, args.overrides, experiments_root='experiments')}")
     except UserError as e:
       print(f"error: {name}: {e}", file=sys.stderr)
       sys.exit(2)

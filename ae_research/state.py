@@ -48,6 +48,17 @@ def step_key(rng: jax.Array, step: Any) -> jax.Array:
   return jax.random.fold_in(jax.random.fold_in(rng, _STEP_STREAM), step)
 
 
+def with_hyperparams_of(opt_state: optax.OptState, fresh: optax.OptState) -> optax.OptState:
+  """`opt_state` with the injected hyperparameters (learning rate, ...) taken from `fresh`.
+
+  A resumed run restores the optimiser's moments but must use the hyperparameters of the
+  config it is resumed with (e.g. a lowered learning rate), not the checkpoint's.
+  """
+  has = lambda x: hasattr(x, "hyperparams")
+  return jax.tree.map(lambda old, new: old._replace(hyperparams=new.hyperparams) if has(old) else old,
+                      opt_state, fresh, is_leaf=has)
+
+
 def learning_rate(opt_state: optax.OptState) -> jax.Array:
   """The current learning rate, held in the state by `optax.inject_hyperparams`."""
   for node in jax.tree.leaves(opt_state, is_leaf=lambda x: hasattr(x, "hyperparams")):

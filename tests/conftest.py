@@ -1,8 +1,13 @@
 """Every test process sees 4 CPU devices (set before JAX is imported) and W&B off."""
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
 os.environ.setdefault("WANDB_MODE", "disabled")
+# Many tests (and their subprocesses) compile the same small programs: share XLA's persistent cache.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "ae-research-test-xla-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 import pytest  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position

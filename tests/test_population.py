@@ -20,7 +20,7 @@ def _params(run_dir):
 @pytest.mark.parametrize("extra", [[], ["loss=sparse_kl", "model.code_activation=sigmoid", "model.output_activation=sigmoid",
                                         "dataset.scale=unit"]], ids=["mse", "sparse_kl"])
 def test_population_members_match_standalone_runs(make_cfg, tmp_path, extra):
-  common = ["trainer.max_steps=24"] + extra
+  common = ["trainer.max_steps=24", "evaluation.enabled=false"] + extra
   cfgs = [make_cfg(common + m) for m in MEMBERS]
   if extra:  # Also vary a loss weight and the sparsity target inside the one program.
     cfgs = [make_cfg(common + m + [f"loss.weights.sparsity={w}", f"loss.terms.sparsity.rho={r}"])
@@ -46,8 +46,8 @@ def jax_leaves(tree):
 
 
 def test_members_with_different_shapes_train_separately(make_cfg, tmp_path):
-  cfgs = [make_cfg(["trainer.max_steps=5", "seed=0"]), make_cfg(["trainer.max_steps=5", "model.hidden=[16]"]),
-          make_cfg(["trainer.max_steps=5", "seed=1"])]
+  short = ["trainer.max_steps=5", "evaluation.enabled=false"]
+  cfgs = [make_cfg(short + ["seed=0"]), make_cfg(short + ["model.hidden=[16]"]), make_cfg(short + ["seed=1"])]
   assert group_runs(cfgs) == [[0, 2], [1]]
   results = train_runs(cfgs, [str(tmp_path / str(i)) for i in range(3)])
   assert [r.get("population/size") for r in results] == [2, None, 2]

@@ -30,7 +30,6 @@ from ae_research import step as step_lib
 from ae_research.checkpoint import Checkpointer
 from ae_research.config import build
 from ae_research.errors import ConfigError, NonFiniteLossError, UserError
-from ae_research.evaluation.evaluate import evaluate_and_draw
 from ae_research.population import members as members_lib
 from ae_research.sharding import DATA_AXIS, replicated
 from ae_research.state import step_key
@@ -274,6 +273,7 @@ def _finish(members, host_states, step, eval_metrics, last_epoch, rates, compile
     params = jax.device_put(_member(host_states, i).params, replicated(s.mesh))
     final_eval = {}
     if cfg.evaluation.enabled and jax.process_index() == 0:
+      from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
       final_eval, figures = evaluate_and_draw(cfg, s, params, m.workdir, step)
       m.writer.write_images(step, figures)
     summary = {"name": cfg.name, "dataset": s.data.name, "step": step, "trainer/epochs": cfg.trainer.epochs,
