@@ -53,6 +53,8 @@ def _check_trainer(t: DictConfig) -> None:
   for key in ("epochs", "greedy_epochs"):
     if t[key] < 0:
       raise ConfigError(f"trainer.{key}={t[key]}: must be >= 0 (0 with epochs: evaluate only)")
+  if t.checkpoint_min_interval_s < 0:
+    raise ConfigError(f"trainer.checkpoint_min_interval_s={t.checkpoint_min_interval_s}: must be >= 0")
   for key in ("max_steps", "devices", "eval_batch_size"):
     if t[key] is not None and t[key] <= 0:
       raise ConfigError(f"trainer.{key}={t[key]}: must be a positive integer or null")
@@ -254,9 +256,11 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
 
 def _run(state, s: Setup, ckpt, writer, cfg, workdir, stop: _StopSignals) -> Dict[str, Any]:
   tcfg, data, mesh, plan = cfg.trainer, s.data, s.mesh, s.plan
-  train = put_replicated({k: v for k, v in data.train.items() if k != "label"}, mesh)
-  test = put_replicated(step_lib.pad_for_eval({k: v for k, v in data.test.items() if k != "label"},
-                                              plan.eval_batch_size), mesh)
+  train, shapes = step_lib.flatten_rows(data.train)
+  train = put_replicated(train, mesh)
+  test, test_shapes = step_lib.flatten_rows(step_lib.pad_for_eval(
+      {k: v for k, v in data.test.items() if k != "label"}, plan.eval_batch_size))
+  test = put_replicated(test, mesh)
   eval_rng = jax.random.PRNGKey(cfg.seed + 1)
   loss_fn = s.loss_fn()
 
@@ -264,7 +268,7 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir, stop: _StopSignals) -> Dic
   t0 = time.perf_counter()
   order_fn = step_lib.make_epoch_order(data.num_train, plan.batch_size, mesh).lower(state.rng, 0).compile()
   order = order_fn(state.rng, 0)
-  evaluate_program = step_lib.make_evaluate(loss_fn, mesh, plan.eval_batch_size, s.unroll).lower(
+  evaluate_program = step_lib.make_evaluate(loss_fn, mesh, plan.eval_batch_size, s.unroll, test_shapes).lower(
       state.params, test, eval_rng, state.step).compile()
   train_step = step_lib.make_train_step(loss_fn, s.tx, s.update_mask)
   chunks = {}
@@ -277,7 +281,7 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir, stop: _StopSignals) -> Dic
   def chunk_program(length: int):
     if length not in chunks:
       t = time.perf_counter()
-      chunks[length] = step_lib.make_train_chunk(train_step, mesh, length, s.unroll).lower(
+      chunks[length] = step_lib.make_train_chunk(train_step, mesh, length, s.unroll, shapes).lower(
           state, train, order, jnp.int32(0)).compile()
       compile_s.append(time.perf_counter() - t)
     return chunks[length]
@@ -293,26 +297,38 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir, stop: _StopSignals) -> Dic
     pos = step - epoch * plan.steps_per_epoch
     order = order_fn(state.rng, epoch)
     sums, steps_run, t_epoch, compiled_before = collections.defaultdict(float), 0, time.perf_counter(), sum(compile_s)
+    pending = None  # The chunk in flight: (metrics on device, first step, length, dispatch time).
+
+    def log_chunk(pending):
+      """Fetches a finished chunk's metrics (the only host sync), checks them and writes them."""
+      metrics, first, length, t = pending
+      metrics = to_host(metrics)
+      _check_finite(metrics["loss"], first, epoch + 1, ckpt)
+      for k, v in metrics.items():
+        sums[k] += float(v.sum())
+      writer.write_scalars(first + length, {
+          "epoch": epoch + 1, **{f"train/{k}": float(v.mean()) for k, v in metrics.items()},
+          "train/samples_per_s": length * plan.batch_size / (time.perf_counter() - t)})
+
     while pos < epoch_end:
       length = min(plan.chunk, epoch_end - pos)
       program = chunk_program(length)
       t = time.perf_counter()
+      # Dispatch the next chunk before logging the previous one: the device never waits for the host.
       state, metrics = program(state, train, order, jnp.int32(pos))
-      metrics = to_host(metrics)  # The logging point: the only host sync.
-      seconds = time.perf_counter() - t
-      _check_finite(metrics["loss"], step, epoch + 1, ckpt)
+      if pending is not None:
+        log_chunk(pending)
+      pending = (metrics, step, length, t)
       step, pos, steps_run = step + length, pos + length, steps_run + length
-      for k, v in metrics.items():
-        sums[k] += float(v.sum())
-      writer.write_scalars(step, {"epoch": epoch + 1, **{f"train/{k}": float(v.mean()) for k, v in metrics.items()},
-                                  "train/samples_per_s": length * plan.batch_size / seconds})
       if stop.received is not None:  # Preempted: keep everything up to this step, then leave.
+        log_chunk(pending)
         ckpt.save(state)
         ckpt.wait()
         writer.flush()
         name = signal.Signals(stop.received).name
         raise Interrupted(f"stopped by {name} at step {step} (epoch {epoch + 1}); checkpoint and logs are saved "
                           f"in {workdir}; continue with trainer.resume=true", stop.received)
+    log_chunk(pending)
     epoch_s = time.perf_counter() - t_epoch - (sum(compile_s) - compiled_before)  # Compiles are not steps.
     epoch_rates.append(steps_run * plan.batch_size / epoch_s)
     done = step >= plan.total_steps
@@ -321,7 +337,7 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir, stop: _StopSignals) -> Dic
     if done or (epoch + 1) % tcfg.eval_every_epochs == 0:
       eval_metrics = evaluate(state)
     writer.write_scalars(step, {**last_epoch, **eval_metrics})
-    if done or (epoch + 1) % tcfg.checkpoint_every_epochs == 0:
+    if done or ckpt.due(epoch + 1, tcfg):
       ckpt.save(state)
 
   if not eval_metrics:  # Nothing left to train (resumed a finished run, or epochs=0): evaluate as is.

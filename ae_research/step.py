@@ -7,7 +7,7 @@ on-device permutation. Batches are constrained to be sharded over the mesh's "da
 (the state is replicated), which makes the program data-parallel: XLA inserts the
 gradient all-reduce.
 """
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -60,12 +60,34 @@ def make_train_step(loss_fn, tx: optax.GradientTransformation, update_mask: Any 
   return train_step
 
 
-def _gather(data: Batch, idx: jax.Array, mesh: Mesh) -> Batch:
+Shapes = Optional[Dict[str, Tuple[int, ...]]]
+
+
+def flatten_rows(split: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Tuple[int, ...]]]:
+  """(arrays with each example flattened, per-example shapes): how splits live on device.
+
+  Gathering flat rows is much faster on XLA CPU than gathering (28, 28, 1) images (an
+  epoch of SPEC 1: 0.66 s -> 0.60 s, measured); `gather` restores the shapes per batch.
+  """
+  arrays = {k: v for k, v in split.items() if k != "label"}
+  return ({k: v.reshape(len(v), -1) for k, v in arrays.items()}, {k: tuple(v.shape[1:]) for k, v in arrays.items()})
+
+
+def gather(data: Batch, idx: jax.Array, mesh: Mesh, shapes: Shapes = None) -> Batch:
+  """Rows `idx` of every array, reshaped to `shapes` (see `flatten_rows`), sharded on "data"."""
   sharding = batch_sharded(mesh)
-  return {k: lax.with_sharding_constraint(v[idx], sharding) for k, v in data.items() if k != "label"}
+  out = {}
+  for k, v in data.items():
+    if k == "label":
+      continue
+    rows = v[idx]
+    if shapes is not None and k in shapes:
+      rows = rows.reshape(*idx.shape, *shapes[k])
+    out[k] = lax.with_sharding_constraint(rows, sharding)
+  return out
 
 
-def make_train_chunk(train_step, mesh: Mesh, length: int, unroll: bool = False):
+def make_train_chunk(train_step, mesh: Mesh, length: int, unroll: bool = False, shapes: Shapes = None):
   """jit(chunk)(state, train_data, order, start) -> (state, per-step metrics (length,)).
 
   `order` is the epoch's (steps, batch) index matrix; rows start..start+length are run.
@@ -77,7 +99,7 @@ def make_train_chunk(train_step, mesh: Mesh, length: int, unroll: bool = False):
     rows = lax.dynamic_slice_in_dim(order, start, length)
 
     def body(state, idx):
-      return train_step(state, _gather(train_data, idx, mesh), step_key(state.rng, state.step))
+      return train_step(state, gather(train_data, idx, mesh, shapes), step_key(state.rng, state.step))
 
     return lax.scan(body, state, rows, unroll=length if unroll else 1)
 
@@ -108,15 +130,15 @@ def pad_for_eval(split: Dict[str, Any], batch_size: int) -> Dict[str, Any]:
   return out
 
 
-def make_evaluate(loss_fn, mesh: Mesh, batch_size: int, unroll: bool = False):
+def make_evaluate(loss_fn, mesh: Mesh, batch_size: int, unroll: bool = False, shapes: Shapes = None):
   """jit(evaluate)(params, padded_split, rng, step) -> metrics averaged over the real examples.
 
   Inputs are corrupted as in training (SPEC 2 reports the test cost on corrupted input).
   """
-  return jax.jit(evaluate_fn(loss_fn, mesh, batch_size, unroll), out_shardings=replicated(mesh))
+  return jax.jit(evaluate_fn(loss_fn, mesh, batch_size, unroll, shapes), out_shardings=replicated(mesh))
 
 
-def evaluate_fn(loss_fn, mesh: Mesh, batch_size: int, unroll: bool = False):
+def evaluate_fn(loss_fn, mesh: Mesh, batch_size: int, unroll: bool = False, shapes: Shapes = None):
   """The pure function `make_evaluate` compiles (population training vmaps it)."""
 
   def evaluate(params: nnx.State, split: Batch, rng: jax.Array, step: jax.Array) -> Dict[str, jax.Array]:
@@ -124,7 +146,7 @@ def evaluate_fn(loss_fn, mesh: Mesh, batch_size: int, unroll: bool = False):
 
     def metrics_of(i):
       idx = i * batch_size + jnp.arange(batch_size)
-      batch = _gather(split, idx, mesh)
+      batch = gather(split, idx, mesh, shapes)
       _, metrics = loss_fn(params, batch, jax.random.fold_in(rng, i), step)
       return metrics, batch["mask"].sum()
 

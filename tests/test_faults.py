@@ -15,6 +15,7 @@ from ae_research.run_dir import load_run
 from ae_research.writers.jsonl import read_jsonl
 
 RUN = ["dataset=digits", "dataset.batch_size=64", "trainer.epochs=1000", "trainer.eval_batch_size=null",
+       "trainer.checkpoint_min_interval_s=0",  # A checkpoint every epoch: kills often land inside one.
        "trainer.log_every_steps=5", "logger.progress=false",
        "logger.wandb.mode=disabled", "evaluation.enabled=false", "trainer.figures=false"]
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ae_research.bench.reference import time_reference
 
+EXTRA = []
 COMMON = ["evaluation.enabled=false", "trainer.figures=false", "logger.wandb.mode=disabled", "logger.progress=false",
           "logger.jsonl=false"]
 MODELS = {  # name -> (SPEC section, overrides: full, quick)
@@ -105,7 +106,7 @@ def bench_reference(quick: bool, workdir: str, bar) -> Dict[str, Any]:
   data = build(compose(list(overrides) + COMMON).dataset, "dataset")
   ref = time_reference(data.train["image"], epochs=3 if quick else 4, batch_size=data.batch_size)
   bar.update()
-  ours = _train(list(overrides) + ["trainer.devices=1"], os.path.join(workdir, "mlp_reference_check"))
+  ours = _train(list(overrides) + ["trainer.devices=1"] + EXTRA, os.path.join(workdir, "mlp_reference_check"))
   bar.update()
   return {"dataset": data.name, "num_train": data.num_train, "reference_samples_per_s": ref["samples_per_s"],
           "reference_epoch_s": ref["epoch_s"], "reference_compile_s": ref["compile_s"],

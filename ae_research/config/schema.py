@@ -34,6 +34,9 @@ class TrainerConfig:
   scan_unroll: str = "auto"  # auto | rolled | full
   eval_every_epochs: int = 1
   checkpoint_every_epochs: int = 1
+  # ...but not sooner than this many seconds after the last one (the end of the run, SIGTERM and
+  # SIGINT always checkpoint). Each orbax save costs ~5% of a 0.6-s SPEC 1 epoch on 2 CPU cores.
+  checkpoint_min_interval_s: float = 30.0
   keep_checkpoints: int = 3
   resume: bool = False
   devices: Optional[int] = None  # Use the first N local devices (null: all).

@@ -130,7 +130,8 @@ def _member(tree, i):
   return jax.tree.map(lambda x: x[i], tree)
 
 
-def _programs(s0: loop.Setup, mesh: Mesh, varying: Dict[str, Dict]):
+def _programs(s0: loop.Setup, mesh: Mesh, varying: Dict[str, Dict], shapes: Dict[str, Any],
+              test_shapes: Dict[str, Any]):
   """The vmapped chunk, epoch order and evaluation, closed over member 0's objects as templates."""
   objective0, corruption0 = s0.objective, s0.corruption
 
@@ -151,9 +152,7 @@ def _programs(s0: loop.Setup, mesh: Mesh, varying: Dict[str, Dict]):
 
       def body(states, idx):
         def one(state, idx, hp):
-          batch = {k: lax.with_sharding_constraint(v[idx], NamedSharding(mesh, P(DATA_AXIS)))
-                   for k, v in train.items()}
-          return member_step(state, batch, step_key(state.rng, state.step), hp)
+          return member_step(state, step_lib.gather(train, idx, mesh, shapes), step_key(state.rng, state.step), hp)
         return vmap(one, (0, 0, 0))(states, idx, hps)
 
       return lax.scan(body, states, rows, unroll=length if s0.unroll else 1)
@@ -164,7 +163,7 @@ def _programs(s0: loop.Setup, mesh: Mesh, varying: Dict[str, Dict]):
 
   def evaluate(params, split, rngs, steps, hps):
     one = lambda p, r, st, hp: step_lib.evaluate_fn(member_loss_fn(hp), mesh, s0.plan.eval_batch_size,
-                                                     s0.unroll)(p, split, r, st)
+                                                     s0.unroll, test_shapes)(p, split, r, st)
     return vmap(one, (0, 0, 0, 0))(params, rngs, steps, hps)
 
   return chunk, order, jax.jit(evaluate, out_shardings=replicated(mesh)), stacked
@@ -176,12 +175,14 @@ def _run(members: List[_Member], states, varying) -> List[Result]:
   mesh = population_mesh(k, list(s0.mesh.devices.flat))
   log.info("population of %d members in one program on a %s mesh; they differ in %s", k, dict(mesh.shape),
            ", ".join(k for k in members_lib.differing_keys([m.cfg for m in members]) if not k.startswith("logger.")))
-  chunk, order_fn, evaluate_program, stacked = _programs(s0, mesh, varying)
+  train, shapes = step_lib.flatten_rows(data.train)
+  test, test_shapes = step_lib.flatten_rows(step_lib.pad_for_eval(
+      {k_: v for k_, v in data.test.items() if k_ != "label"}, plan.eval_batch_size))
+  chunk, order_fn, evaluate_program, stacked = _programs(s0, mesh, varying, shapes, test_shapes)
   states = jax.device_put(_stack([jax.device_get(st) for st in states]), stacked)
   hps = jax.device_put({w: {p: jnp.asarray(v) for p, v in paths.items()} for w, paths in varying.items()}, stacked)
-  train = jax.device_put({k_: v for k_, v in data.train.items() if k_ != "label"}, replicated(mesh))
-  test = jax.device_put(step_lib.pad_for_eval({k_: v for k_, v in data.test.items() if k_ != "label"},
-                                              plan.eval_batch_size), replicated(mesh))
+  train = jax.device_put(train, replicated(mesh))
+  test = jax.device_put(test, replicated(mesh))
   eval_rngs = jax.device_put(jnp.stack([jax.random.PRNGKey(m.cfg.seed + 1) for m in members]), stacked)
   t0 = time.perf_counter()
   programs = {}
@@ -241,7 +242,7 @@ def _run(members: List[_Member], states, varying) -> List[Result]:
     if done or (epoch + 1) % tcfg.eval_every_epochs == 0:
       eval_metrics = evaluate(states)
     host = None
-    if done or (epoch + 1) % tcfg.checkpoint_every_epochs == 0:
+    if done or members[0].ckpt.due(epoch + 1, tcfg):
       host = jax.device_get(states)
     for i, m in enumerate(members):
       if m.error is not None:
