@@ -30,10 +30,10 @@ CLAIMS: Dict[str, List[Claim]] = {
                               "PSNR of corrupted input {test/psnr_corrupted:.2f} dB -> denoised {test/psnr:.2f} dB",
                               lambda m: m["test/psnr"] > m["test/psnr_corrupted"])],
     "sparse_l1": [Claim("The L1 penalty on the code makes most code activations (near) zero.",
-                        "{codes/frac_near_zero:.1%} of code values |h| < 0.01; mean activation "
+                        "{codes/frac_near_zero:.1%} of code values below 0.01 in magnitude; mean activation "
                         "{codes/mean_activation:.4f}", lambda m: m["codes/frac_near_zero"] > 0.5)],
     "contractive_rifai2011": [Claim("The contractive penalty keeps the encoder's Jacobian small (robust codes).",
-                                    "mean ||J_f(x)||_F on the test set {test/jacobian_norm:.3f}")],
+                                    "mean Frobenius norm of the encoder Jacobian on the test set {test/jacobian_norm:.3f}")],
     "vae_blocks_2d": [Claim("The learnt 2-D manifold orders the blocks by their size (figure: manifold).",
                             "R^2 of block height predicted from the 2-D code by 10-NN regression "
                             "{codes/knn_r2_height:.3f}", lambda m: m["codes/knn_r2_height"] > 0.9)],
