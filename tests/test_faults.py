@@ -75,7 +75,7 @@ def test_kill_9_at_random_moments_then_resume_is_exact(make_cfg, tmp_path):
   write: there is one per 22-step epoch), whatever the machine's speed."""
   steps = ["trainer.max_steps=300"]
   train_and_evaluate(make_cfg(RUN + steps), str(tmp_path / "ref"))
-  rng, run_dir, killed_at = random.Random(0), tmp_path / "run", []
+  rng, run_dir, killed_at = random.Random(int(os.environ.get("AE_KILL_SEED", "0"))), tmp_path / "run", []
   for trial in range(4):
     target = _last_step(str(run_dir)) + rng.randint(5, 50)
     proc = _start(run_dir, *steps, *(["trainer.resume=true"] if trial else []))
