@@ -95,9 +95,8 @@ def _markdown(groups: Dict[str, Dict[str, Dict[str, float]]], metrics: Sequence[
 
 
 def _plot_curves(runs: List[Dict[str, Any]], path: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from ae_research.figures import save_figure  # pylint: disable=g-import-not-at-top  (sets the Agg backend)
   labels = sorted({r["group"] for r in runs})
   colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
   fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -110,9 +109,7 @@ def _plot_curves(runs: List[Dict[str, Any]], path: str) -> None:
     ax.set_yscale("log")
   handles = [plt.Line2D([], [], color=colours[label], label=label) for label in labels]
   fig.legend(handles=handles, loc="lower center", ncol=min(len(labels), 3), fontsize=8)
-  fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 3), 1, 1))
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  save_figure(fig, path, dpi=110, rect=(0, 0.06 * (1 + (len(labels) - 1) // 3), 1, 1))
 
 
 def compare(paths: Sequence[str], out: Optional[str] = None, metrics: Sequence[str] = ()) -> Optional[str]:

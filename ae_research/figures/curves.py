@@ -4,6 +4,8 @@ from typing import Dict, List
 
 import matplotlib.pyplot as plt
 
+from ae_research.figures import save_figure
+
 
 def training_curves(records: List[Dict], path: str, title: str = "") -> str:
   """One panel per term: train/<term> per logging point and eval/<term> per epoch, against step."""
@@ -25,9 +27,4 @@ def training_curves(records: List[Dict], path: str, title: str = "") -> str:
     ax.legend(fontsize=7)
   for ax in list(axes.flat)[len(terms):]:
     ax.axis("off")
-  if title:
-    fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path, title, dpi=110)

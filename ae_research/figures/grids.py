@@ -4,6 +4,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ae_research.figures import save_figure
 from ae_research.figures.images import to_displayable
 
 
@@ -24,10 +25,7 @@ def manifold_grid(images: np.ndarray, n: int, extent, path: str, value_range=(0.
   ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1,
             extent=(extent[0], extent[1], extent[2], extent[3]))
   ax.set(xlabel="z[0]", ylabel="z[1]", title=title or "decoded 2-D code grid")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path)
 
 
 def manifold_codes(n: int, lo0: float, hi0: float, lo1: float, hi1: float) -> np.ndarray:
@@ -62,7 +60,4 @@ def filter_grid(kernel: np.ndarray, input_shape, path: str, max_filters: int = 1
   ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1)
   ax.axis("off")
   ax.set_title(title or f"{len(images)} first-layer filters (each normalised)")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path)

@@ -4,6 +4,8 @@ from typing import Sequence, Tuple
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ae_research.figures import save_figure
+
 
 def to_displayable(images: np.ndarray, value_range: Tuple[float, float]) -> np.ndarray:
   """(N, H, W, C) in `value_range` -> (N, H, W) or (N, H, W, 3) in [0, 1]."""
@@ -25,9 +27,4 @@ def image_rows(rows: Sequence[Tuple[str, np.ndarray]], path: str, value_range: T
       if c < len(shown):
         ax.imshow(shown[c], cmap="gray" if shown.ndim == 3 else None, vmin=0, vmax=1)
     axes[r, 0].set_title(label, fontsize=8, loc="left")
-  if title:
-    fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path, title)

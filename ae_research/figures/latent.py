@@ -5,6 +5,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
 
+from ae_research.figures import save_figure
+
 
 def code_scatter(codes: np.ndarray, labels: np.ndarray, path: str, label_name: str = "class",
                  title: Optional[str] = None) -> str:
@@ -20,7 +22,4 @@ def code_scatter(codes: np.ndarray, labels: np.ndarray, path: str, label_name: s
   points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, s=2, cmap="tab10" if labels.max() < 10 else "viridis")
   fig.colorbar(points, ax=ax, label=label_name)
   ax.set(xlabel=axes[0], ylabel=axes[1], title=title or "test-set codes")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path)

@@ -2,6 +2,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ae_research.figures import save_figure
 from ae_research.figures.images import to_displayable
 
 
@@ -21,8 +22,4 @@ def retrieval_figure(queries: np.ndarray, neighbours: np.ndarray, distances: np.
       else:
         label = f" ({neighbour_labels[i, j - 1]})" if neighbour_labels is not None else ""
         ax.set_title(f"d={distances[i, j - 1]:.3f}{label}", fontsize=7)
-  fig.suptitle("nearest neighbours by cosine distance of codes")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path, "nearest neighbours by cosine distance of codes")
