@@ -190,11 +190,6 @@ def _check_code_size(graphdef, params, objective, corruption, data) -> None:
                       "corruption")
 
 
-def with_hyperparams_of_config(restored, fresh):
-  """The restored state, but optimiser hyperparameters as the current config sets them."""
-  return restored.replace(opt_state=with_hyperparams_of(restored.opt_state, fresh.opt_state))
-
-
 def _initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str):
   """Fresh, initialised from `trainer.init_from`, or resumed from this run's checkpoint."""
   tcfg = cfg.trainer
@@ -203,7 +198,8 @@ def _initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str):
     if not tcfg.resume:
       raise ConfigError(f"{workdir} already holds a checkpoint (step {ckpt.latest_step()}); pass "
                         "trainer.resume=true to continue it, or choose a new hydra.run.dir")
-    state = with_hyperparams_of_config(ckpt.restore(state), state)
+    restored = ckpt.restore(state)  # With the optimiser hyperparameters the current config sets.
+    state = restored.replace(opt_state=with_hyperparams_of(restored.opt_state, state.opt_state))
     if distributed.is_main_process():
       truncate_after(os.path.join(workdir, "metrics.jsonl"), int(to_host(state.step)))
   else:  # A fresh start: drop the log lines of an earlier attempt that died before its first checkpoint.
@@ -344,20 +340,30 @@ def _run(state, s: Setup, ckpt, writer, cfg, workdir, stop: _StopSignals) -> Dic
     eval_metrics = evaluate(state)
     ckpt.save(state)
   ckpt.wait()
-  final_eval = {}
-  if cfg.evaluation.enabled and jax.process_index() == 0:  # On process 0's own devices: no collectives.
-    # Imported here: scikit-learn and matplotlib cost ~2 s of start-up that evaluation-free runs skip.
-    from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
-    here = dataclasses.replace(s, mesh=local_mesh(mesh))
-    final_eval, figures = evaluate_and_draw(cfg, here, put_replicated(to_host(state.params), here.mesh), workdir,
-                                            step)
-    writer.write_images(step, figures)
-  steady = epoch_rates[1:] or epoch_rates
-  summary = {"name": cfg.name, "dataset": data.name, "step": step, "trainer/epochs": tcfg.epochs,
-             "trainer/max_steps": tcfg.max_steps,
-             "epoch": -(-step // plan.steps_per_epoch), "n_devices": int(mesh.devices.size),
-             "time/compile_s": sum(compile_s), "train/samples_per_s": statistics.median(steady) if steady else None,
-             "train/loss": last_epoch.get("train/loss"), **eval_metrics,
-             **{k: v for k, v in final_eval.items() if k != "step"}}
+  final_eval = final_evaluation(cfg, s, state.params, workdir, step, writer)
+  summary = run_summary(cfg, s, step, int(mesh.devices.size), sum(compile_s), epoch_rates,
+                        last_epoch.get("train/loss"), {**eval_metrics, **final_eval})
   writer.write_summary(summary)
   return summary
+
+
+def final_evaluation(cfg, s: Setup, params, workdir: str, step: int, writer) -> Dict[str, Any]:
+  """eval.json and the figures (also to the writer), on process 0's own devices (no collectives)."""
+  if not (cfg.evaluation.enabled and jax.process_index() == 0):
+    return {}
+  # Imported here: scikit-learn and matplotlib cost ~2 s of start-up that evaluation-free runs skip.
+  from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
+  here = dataclasses.replace(s, mesh=local_mesh(s.mesh))
+  metrics, figures = evaluate_and_draw(cfg, here, put_replicated(to_host(params), here.mesh), workdir, step)
+  writer.write_images(step, figures)
+  return {k: v for k, v in metrics.items() if k != "step"}
+
+
+def run_summary(cfg, s: Setup, step: int, n_devices: int, compile_s: float, epoch_rates, train_loss,
+                metrics: Dict[str, Any]) -> Dict[str, Any]:
+  """summary.json: where the run ended, its speed (median epoch after the first) and its metrics."""
+  steady = epoch_rates[1:] or epoch_rates
+  return {"name": cfg.name, "dataset": s.data.name, "step": step, "trainer/epochs": cfg.trainer.epochs,
+          "trainer/max_steps": cfg.trainer.max_steps, "epoch": -(-step // s.plan.steps_per_epoch),
+          "n_devices": n_devices, "time/compile_s": compile_s,
+          "train/samples_per_s": statistics.median(steady) if steady else None, "train/loss": train_loss, **metrics}

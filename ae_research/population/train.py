@@ -270,21 +270,11 @@ def _finish(members, host_states, step, eval_metrics, last_epoch, rates, compile
     if m.error is not None:
       results.append(m.error)
       continue
-    s, cfg = m.setup, m.cfg
-    params = jax.device_put(_member(host_states, i).params, replicated(s.mesh))
-    final_eval = {}
-    if cfg.evaluation.enabled and jax.process_index() == 0:
-      from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
-      final_eval, figures = evaluate_and_draw(cfg, s, params, m.workdir, step)
-      m.writer.write_images(step, figures)
-    summary = {"name": cfg.name, "dataset": s.data.name, "step": step, "trainer/epochs": cfg.trainer.epochs,
-               "trainer/max_steps": cfg.trainer.max_steps,
-               "epoch": -(-step // s.plan.steps_per_epoch), "n_devices": int(mesh.devices.size),
-               "time/compile_s": compile_s, "train/samples_per_s": statistics.median(steady) if steady else None,
+    final_eval = loop.final_evaluation(m.cfg, m.setup, _member(host_states, i).params, m.workdir, step, m.writer)
+    summary = {**loop.run_summary(m.cfg, m.setup, step, int(mesh.devices.size), compile_s, rates,
+                                  last_epoch[i].get("train/loss"), {**eval_metrics[i], **final_eval}),
                "population/size": k, "population/mesh": dict(mesh.shape),
-               "population/samples_per_s": k * statistics.median(steady) if steady else None,
-               "train/loss": last_epoch[i].get("train/loss"), **eval_metrics[i],
-               **{n: v for n, v in final_eval.items() if n != "step"}}
+               "population/samples_per_s": k * statistics.median(steady) if steady else None}
     m.writer.write_summary(summary)
     results.append(summary)
   return results
