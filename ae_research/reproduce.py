@@ -106,7 +106,7 @@ def write_report(experiment: str, run_dir: str, report_dir: str, command: str) -
 
 def _experiment_description(experiment: str) -> List[str]:
   """The header comment of conf/experiment/EXPERIMENT.yaml (what the experiment is)."""
-  from ae_research.train import CONFIG_DIR  # pylint: disable=g-import-not-at-top
+  from ae_research.config import CONFIG_DIR  # pylint: disable=g-import-not-at-top
   lines = []
   for line in open(os.path.join(CONFIG_DIR, "experiment", f"{experiment}.yaml")):
     if not line.startswith("#"):
@@ -146,15 +146,10 @@ def write_experiment_readme(experiment: str, run_dir: str, report_path: str, com
 def reproduce(experiment: str, quick: bool = False, overrides=(), runs_root: str = "runs/reproduce",
               reports_root: str = "reports", experiments_root: Optional[str] = None) -> str:
   """Trains `experiment` (with --quick/extra overrides), evaluates, and writes its report; returns the report path."""
-  from hydra import compose, initialize_config_dir  # pylint: disable=g-import-not-at-top
-  from ae_research.config import register_schemas  # pylint: disable=g-import-not-at-top
+  from ae_research.config import compose_config  # pylint: disable=g-import-not-at-top
   from ae_research.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
-  from ae_research.train import CONFIG_DIR  # pylint: disable=g-import-not-at-top
-  register_schemas()
-  all_overrides = [f"experiment={experiment}"] + ((QUICK.get(experiment, []) + QUICK_EVAL) if quick else []) \
-      + list(overrides)
-  with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-    cfg = compose(config_name="config", overrides=all_overrides)
+  cfg = compose_config([f"experiment={experiment}"] + ((QUICK.get(experiment, []) + QUICK_EVAL) if quick else [])
+                       + list(overrides))
   run_dir = os.path.join(runs_root, experiment, datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
   train_and_evaluate(cfg, run_dir)
   command = "ae-reproduce " + " ".join([experiment] + (["--quick"] if quick else []) + list(overrides))

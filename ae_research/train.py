@@ -12,11 +12,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ae_research.config import register_schemas
+from ae_research.config import CONFIG_DIR, register_schemas  # CONFIG_DIR: public here too (tests, notebooks).
 from ae_research.errors import UserError
 from ae_research.run_status import finished_summary
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # Hydra instantiates launchers only from the `hydra_plugins` namespace package; ours (the
 # population launcher) lives in this folder, which must be on sys.path before Hydra scans.
 PLUGIN_PATH = str(Path(__file__).resolve().parent / "population" / "plugins")

@@ -15,11 +15,10 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 
-from ae_research.config import register_schemas
+from ae_research.config import compose_config
 from ae_research.errors import ConfigError
 
 
@@ -42,13 +41,10 @@ def _parameter(key: str, value: Any) -> Dict[str, Any]:
 def sweep_spec(overrides: Sequence[str], method: Optional[str] = None, project: Optional[str] = None,
                config_dir: Optional[str] = None) -> Dict[str, Any]:
   """The W&B sweep configuration (a dict) for `overrides` (see the module docstring)."""
-  from ae_research.train import CONFIG_DIR  # pylint: disable=g-import-not-at-top
   parser = OverridesParser.create()
   parsed = parser.parse_overrides(list(overrides))
   fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-  register_schemas()
-  with initialize_config_dir(config_dir=config_dir or CONFIG_DIR, version_base="1.3"):
-    cfg = compose(config_name="config", overrides=fixed, return_hydra_config=True)
+  cfg = compose_config(fixed, return_hydra_config=True, config_dir=config_dir)
   swept = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
   sweeps = parser.parse_overrides(swept) + [o for o in parsed if o.is_sweep_override()]
   parameters = {o.key_or_group: _parameter(o.key_or_group, o.value()) if o.is_sweep_override()

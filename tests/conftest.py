@@ -11,12 +11,10 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 import pytest  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
-from hydra import compose, initialize_config_dir  # noqa: E402
 
-from ae_research.config import register_schemas  # noqa: E402
-from ae_research.train import CONFIG_DIR  # noqa: E402
+from ae_research import config  # noqa: E402
 
-register_schemas()
+config.register_schemas()
 
 # Small and fast: 8x8 digits, a narrow MLP, a few dozen steps, no W&B, no progress bar.
 FAST = ["dataset=digits", "dataset.batch_size=64", "trainer.epochs=2",
@@ -25,8 +23,7 @@ FAST = ["dataset=digits", "dataset.batch_size=64", "trainer.epochs=2",
 
 
 def compose_config(overrides=(), fast=True):
-  with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-    return compose(config_name="config", overrides=(FAST if fast else []) + list(overrides))
+  return config.compose_config((FAST if fast else []) + list(overrides))
 
 
 @pytest.fixture

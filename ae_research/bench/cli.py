@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from tqdm import tqdm
 
 from ae_research.bench.reference import time_reference
+from ae_research.config import compose_config
 
 EXTRA = []
 COMMON = ["evaluation.enabled=false", "trainer.figures=false", "logger.wandb.mode=disabled", "logger.progress=false",
@@ -35,15 +36,6 @@ MODELS = {  # name -> (SPEC section, overrides: full, quick)
                                                  "trainer.log_every_steps=6"],
              ["experiment=conv_colorize", "debug=default", "trainer.max_steps=6", "trainer.log_every_steps=3"]),
 }
-
-
-def compose(overrides: Sequence[str]):
-  from hydra import compose as hydra_compose, initialize_config_dir  # pylint: disable=g-import-not-at-top
-  from ae_research.config import register_schemas  # pylint: disable=g-import-not-at-top
-  from ae_research.train import CONFIG_DIR  # pylint: disable=g-import-not-at-top
-  register_schemas()
-  with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-    return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 def matmul_peak(n: Optional[int] = None, repeats: int = 5) -> float:
@@ -75,7 +67,7 @@ def step_flops(cfg) -> Optional[float]:
 
 def _train(overrides: Sequence[str], workdir: str) -> Dict[str, Any]:
   from ae_research.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
-  return train_and_evaluate(compose(list(overrides) + COMMON), workdir)
+  return train_and_evaluate(compose_config(list(overrides) + COMMON), workdir)
 
 
 def bench_models(quick: bool, workdir: str, peak: float, bar) -> List[Dict[str, Any]]:
@@ -83,7 +75,7 @@ def bench_models(quick: bool, workdir: str, peak: float, bar) -> List[Dict[str, 
   n = len(jax.devices())
   for name, (spec, full, small) in MODELS.items():
     overrides = small if quick else full
-    cfg = compose(list(overrides) + COMMON)
+    cfg = compose_config(list(overrides) + COMMON)
     flops = step_flops(cfg)
     # 1 vs all devices for every model; --quick compares them for the MLP only.
     for devices in sorted({1, n}) if not quick or name == "mlp_2d" else [n]:
@@ -103,7 +95,7 @@ def bench_reference(quick: bool, workdir: str, bar) -> Dict[str, Any]:
   from ae_research.config import build  # pylint: disable=g-import-not-at-top
   overrides = MODELS["mlp_2d"][2 if quick else 1]
   bar.set_description("hand-written reference")
-  data = build(compose(list(overrides) + COMMON).dataset, "dataset")
+  data = build(compose_config(list(overrides) + COMMON).dataset, "dataset")
   ref = time_reference(data.train["image"], epochs=3 if quick else 4, batch_size=data.batch_size)
   bar.update()
   ours = _train(list(overrides) + ["trainer.devices=1"] + EXTRA, os.path.join(workdir, "mlp_reference_check"))
@@ -122,7 +114,7 @@ def bench_population(quick: bool, workdir: str, sizes: Sequence[int], bar) -> Li
   rows = []
   for k in sizes:
     bar.set_description(f"population K={k}")
-    cfgs = [compose(overrides + [f"seed={i}"]) for i in range(k)]
+    cfgs = [compose_config(overrides + [f"seed={i}"]) for i in range(k)]
     dirs = [os.path.join(workdir, f"population_{k}", str(i)) for i in range(k)]
     if k == 1:
       single = _train(overrides + ["seed=0"], dirs[0])["train/samples_per_s"]

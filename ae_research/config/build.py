@@ -9,7 +9,7 @@ import dataclasses
 import inspect
 import types
 import typing
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
 import hydra.errors
 import hydra.utils
