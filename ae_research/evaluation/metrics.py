@@ -6,7 +6,7 @@ VAE's ELBO parts and its importance-weighted bound (IWAE, Burda et al. 2016), an
 encoder's Jacobian norm for contractive models.
 """
 import math
-from typing import Any, Dict, Optional
+from typing import Dict
 
 import jax
 import jax.numpy as jnp
