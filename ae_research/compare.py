@@ -26,12 +26,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from ae_research.population.members import differing_keys, flatten_config
+from ae_research.run_dir import read_json
 from ae_research.writers.jsonl import read_jsonl
 
 # Never what distinguishes one setting from another.
 _IGNORED = ("seed", "logger.", "trainer.resume", "trainer.init_from")
 HEADLINE = ("eval/loss", "test/mse", "test/bce", "test/mse_over_pca_mse", "probe/linear_codes",
-            "retrieval/precision@10", "iwae/nll", "train/samples_per_s")
+            "retrieval/precision@10", "test/nll_iwae", "train/samples_per_s")
 
 
 def find_runs(paths: Sequence[str]) -> List[str]:
@@ -45,18 +46,11 @@ def find_runs(paths: Sequence[str]) -> List[str]:
   return sorted(set(runs))
 
 
-def _load_json(path: str) -> Dict[str, Any]:
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
-
-
 def load_runs(run_dirs: Sequence[str]) -> List[Dict[str, Any]]:
   """[{"dir", "config" (flat), "metrics" (summary + eval, numbers only), "history"}]."""
   runs = []
   for d in run_dirs:
-    metrics = {**_load_json(os.path.join(d, "summary.json")), **_load_json(os.path.join(d, "eval.json"))}
+    metrics = {**read_json(os.path.join(d, "summary.json")), **read_json(os.path.join(d, "eval.json"))}
     runs.append({"dir": d, "config": flatten_config(OmegaConf.to_container(OmegaConf.load(os.path.join(d, "config.yaml")))),
                  "metrics": {k: v for k, v in metrics.items()
                              if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None},

@@ -147,7 +147,7 @@ def reproduce(experiment: str, quick: bool = False, overrides=(), runs_root: str
               reports_root: str = "reports", experiments_root: Optional[str] = None) -> str:
   """Trains `experiment` (with --quick/extra overrides), evaluates, and writes its report; returns the report path."""
   from ae_research.config import compose_config  # pylint: disable=g-import-not-at-top
-  from ae_research.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  from ae_research.training import train_and_evaluate  # pylint: disable=g-import-not-at-top
   cfg = compose_config([f"experiment={experiment}"] + ((QUICK.get(experiment, []) + QUICK_EVAL) if quick else [])
                        + list(overrides))
   run_dir = os.path.join(runs_root, experiment, datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))

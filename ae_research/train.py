@@ -1,4 +1,4 @@
-"""`ae-train` / `python -m ae_research.train`: the Hydra app (thin; the work is in loop.py).
+"""`ae-train` / `python -m ae_research.train`: the Hydra app (thin; the work is in training/).
 
 User errors (bad config, missing data, NaN loss, ...) end the run with one line on
 stderr and exit status 2; set HYDRA_FULL_ERROR=1 to see tracebacks.
@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from ae_research.config import CONFIG_DIR, register_schemas  # CONFIG_DIR: public here too (tests, notebooks).
 from ae_research.errors import UserError
-from ae_research.run_status import finished_summary
+from ae_research.run_dir import finished_summary
 
 # Hydra instantiates launchers only from the `hydra_plugins` namespace package; ours (the
 # population launcher) lives in this folder, which must be on sys.path before Hydra scans.
@@ -31,7 +31,7 @@ logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "Unable to
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-  from ae_research.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top  (jax import after --help)
+  from ae_research.training import train_and_evaluate  # pylint: disable=g-import-not-at-top  (jax after --help)
   workdir = HydraConfig.get().runtime.output_dir
   done = finished_summary(workdir, cfg) if cfg.trainer.resume else None
   if done is not None:  # A re-run sweep: this job already finished.

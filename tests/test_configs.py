@@ -9,7 +9,7 @@ from flax import nnx
 from ae_research import train_and_evaluate
 from ae_research.config import build, validate_config
 from ae_research.errors import ConfigError
-from ae_research.loop import SUPPLIED
+from ae_research.training.setup import SUPPLIED
 from ae_research.reproduce import CLAIMS, reproduce
 from omegaconf import OmegaConf
 from ae_research.train import CONFIG_DIR

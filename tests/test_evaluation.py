@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from ae_research import train_and_evaluate
+from ae_research.batched import BatchedApply
 from ae_research.evaluation import metrics as metrics_lib
 from ae_research.evaluation import probes
 from ae_research.models import VAE
@@ -44,10 +45,11 @@ def test_iwae_bound_is_tighter_than_the_elbo():
   vae = VAE((4, 4, 1), latent_dim=2, hidden=[16], rngs=nnx.Rngs(0))
   graphdef, params = nnx.split(vae, nnx.Param)
   x = (np.random.default_rng(0).uniform(size=(64, 4, 4, 1)) > 0.5).astype(np.float32)
-  out = metrics_lib.evaluate_split(graphdef, params, {"image": x}, make_mesh(), 32, iwae_samples=500)
+  apply = BatchedApply(graphdef, make_mesh(), 32)
+  out = metrics_lib.evaluate_split(apply, params, {"image": x}, iwae_samples=500)
   elbo = out["elbo_reconstruction"] - out["elbo_kl"]
   assert np.mean(out["iwae"]) > np.mean(elbo)  # log p(x) >= IWAE_k >= ELBO.
-  single = metrics_lib.evaluate_split(graphdef, params, {"image": x}, make_mesh(), 32, iwae_samples=1)
+  single = metrics_lib.evaluate_split(apply, params, {"image": x}, iwae_samples=1)
   assert abs(np.mean(single["iwae"]) - np.mean(elbo)) < 0.5  # IWAE_1 is an ELBO sample.
 
 

@@ -11,8 +11,8 @@ class _Model:
   output_activation = "sigmoid"
 
 
-def _ctx(recon, target, logits=None):
-  return LossInputs(inputs=target, target=target, recon=recon, aux={"logits": logits}, model=_Model())
+def _ctx(recon, target, logits=None, mask=None):
+  return LossInputs(inputs=target, target=target, recon=recon, aux={"logits": logits}, model=_Model(), mask=mask)
 
 
 def test_squared_error_mean_and_sum():
@@ -50,13 +50,13 @@ def test_objective_weights_terms_and_masks_examples():
   recon, target = jnp.array([[1.0], [3.0], [100.0]]), jnp.zeros((3, 1))
   objective = Objective({"a": SquaredError("sum"), "b": SquaredError("sum")}, weights={"a": 2.0})
   mask = jnp.array([1.0, 1.0, 0.0])  # The third example is padding and must not count.
-  total, metrics = objective(_ctx(recon, target), mask=mask)
+  total, metrics = objective(_ctx(recon, target, mask=mask))
   assert float(metrics["a"]) == pytest.approx(5.0)  # (1 + 9) / 2
   assert float(total) == pytest.approx(2.0 * 5.0 + 1.0 * 5.0)
   summed = Objective({"a": SquaredError("sum")}, batch_reduction="sum")
   assert float(summed(_ctx(recon, target))[0]) == pytest.approx(10010.0)  # Training: the plain batch sum.
   summed.reference_batch_size = 128  # Evaluation: per training-sized batch, whatever the eval batch size.
-  assert float(summed(_ctx(recon, target), mask=mask)[0]) == pytest.approx(5.0 * 128)
+  assert float(summed(_ctx(recon, target, mask=mask))[0]) == pytest.approx(5.0 * 128)
 
 
 def test_objective_rejects_weights_for_unknown_terms():

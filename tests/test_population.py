@@ -6,7 +6,7 @@ import pytest
 
 from ae_research import train_and_evaluate
 from ae_research.population.members import group_runs, numeric_leaves, with_values
-from ae_research.population.train import train_runs
+from ae_research.population.runs import train_runs
 from ae_research.run_dir import load_run
 
 MEMBERS = [["seed=0", "optimizer.learning_rate=0.001"], ["seed=1", "optimizer.learning_rate=0.003"],

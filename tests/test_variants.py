@@ -125,9 +125,9 @@ def test_denoising_loss_sees_corrupted_inputs_and_clean_targets():
   seen = {}
 
   class Spy(Objective):
-    def __call__(self, ctx, mask=None, weights=None, step=None):
+    def __call__(self, ctx, step=None):
       seen.update(inputs=ctx.inputs, target=ctx.target)
-      return super().__call__(ctx, mask, weights, step)
+      return super().__call__(ctx, step)
 
   clean = jnp.full((8, 4, 4, 1), 0.7)
   make_loss_fn(graphdef, Spy({"sq": _squared()}), MaskingNoise(0.5))(params, {"image": clean}, jax.random.PRNGKey(0))

@@ -2,7 +2,11 @@
 
 Each process is `corrupt(rng, x) -> x_tilde`, fresh noise per batch from the step's key;
 the loss compares the reconstruction of x_tilde with the clean x (Vincent et al. 2008).
+They are frozen dataclasses: equal settings compare and hash equal, so compiled
+evaluation programs are shared between runs (population members) that use them.
 """
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -14,37 +18,46 @@ def _check_probability(name: str, p: float) -> None:
     raise ConfigError(f"corruption.{name}={p}: must lie in [0, 1)")
 
 
+@dataclasses.dataclass(frozen=True)
 class MaskingNoise:
   """Each input value is set to `fill` (0: the "masking noise" of SPEC 2) with probability p."""
+  probability: float = 0.3
+  fill: float = 0.0
 
-  def __init__(self, probability: float = 0.3, fill: float = 0.0):
-    _check_probability("probability", probability)
-    self.probability, self.fill = probability, fill
+  def __post_init__(self):
+    _check_probability("probability", self.probability)
 
   def __call__(self, rng: jax.Array, x: jax.Array) -> jax.Array:
     keep = jax.random.bernoulli(rng, 1.0 - self.probability, x.shape)
     return jnp.where(keep, x, jnp.asarray(self.fill, x.dtype))
 
 
+@dataclasses.dataclass(frozen=True)
 class GaussianNoise:
   """x + sigma * N(0, 1), optionally clipped to [low, high]."""
+  sigma: float = 0.1
+  clip: bool = False
+  low: float = 0.0
+  high: float = 1.0
 
-  def __init__(self, sigma: float = 0.1, clip: bool = False, low: float = 0.0, high: float = 1.0):
-    if sigma < 0:
-      raise ConfigError(f"corruption.sigma={sigma}: must be >= 0")
-    self.sigma, self.clip, self.low, self.high = sigma, clip, low, high
+  def __post_init__(self):
+    if self.sigma < 0:
+      raise ConfigError(f"corruption.sigma={self.sigma}: must be >= 0")
 
   def __call__(self, rng: jax.Array, x: jax.Array) -> jax.Array:
     noisy = x + self.sigma * jax.random.normal(rng, x.shape, x.dtype)
     return jnp.clip(noisy, self.low, self.high) if self.clip else noisy
 
 
+@dataclasses.dataclass(frozen=True)
 class SaltAndPepper:
   """A fraction of the values is set to `low` or `high` (each with probability 1/2)."""
+  fraction: float = 0.1
+  low: float = 0.0
+  high: float = 1.0
 
-  def __init__(self, fraction: float = 0.1, low: float = 0.0, high: float = 1.0):
-    _check_probability("fraction", fraction)
-    self.fraction, self.low, self.high = fraction, low, high
+  def __post_init__(self):
+    _check_probability("fraction", self.fraction)
 
   def __call__(self, rng: jax.Array, x: jax.Array) -> jax.Array:
     hit_key, salt_key = jax.random.split(rng)

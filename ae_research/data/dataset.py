@@ -1,12 +1,14 @@
 """The in-memory data set every loader returns and the trainer places on device."""
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ae_research.errors import ConfigError
 
 SCALES = ("unit", "centered")
+LABEL_KINDS = ("class", "ordinal", "source")
+DIGIT_NAMES = tuple(str(d) for d in range(10))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,6 +17,11 @@ class ArrayDataset:
 
   Each split maps "image" -> float32 (N, H, W, C), "label" -> int32 (N,), and, for
   paired tasks such as colourisation, "target" -> float32 (N, H', W', C').
+
+  What the label means is declared: `label_kind` "class" (categories, named by
+  `class_names`: probes, retrieval and class-coloured plots apply), "ordinal" (a quantity
+  such as a block's height: k-NN regression from the codes applies) or "source" (where an
+  example came from; plots only). `label_name` names it in metrics and figures.
   """
   name: str
   train: Dict[str, np.ndarray]
@@ -22,13 +29,29 @@ class ArrayDataset:
   batch_size: int
   label_name: str = "class"
   scale: str = "unit"
+  label_kind: str = "class"
+  class_names: Optional[Sequence[str]] = None
 
   def __post_init__(self):
+    if self.label_kind not in LABEL_KINDS:
+      raise ValueError(f"label_kind={self.label_kind!r}: one of {LABEL_KINDS}")
     if self.batch_size <= 0:
       raise ConfigError(f"dataset.batch_size={self.batch_size}: must be a positive integer")
     if self.batch_size > self.num_train:
       raise ConfigError(f"dataset.batch_size={self.batch_size} exceeds the {self.num_train} training "
                         f"examples of {self.name}; choose a smaller batch size")
+
+  @property
+  def labels_are_classes(self) -> bool:
+    return self.label_kind == "class"
+
+  @property
+  def has_paired_targets(self) -> bool:
+    """Whether examples carry their own "target" (e.g. colour for grey input) instead of reproducing the input."""
+    return "target" in self.train
+
+  def class_name(self, label: int) -> str:
+    return str(self.class_names[label]) if self.class_names is not None else str(label)
 
   @property
   def image_shape(self) -> Tuple[int, ...]:

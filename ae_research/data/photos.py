@@ -83,7 +83,7 @@ def load_photo_patches(name: str, batch_size: int, scale: str = "unit", seed: in
     train, test = (train - mean) @ zca, (test - mean) @ zca
   shape = (patch_size, patch_size, 1 if grey else 3)
   return ArrayDataset(
-      name=name, batch_size=batch_size, label_name="photo", scale="unit",
+      name=name, batch_size=batch_size, label_name="photo", label_kind="source", scale="unit",
       train={"image": ufldl_normalize(train).reshape(-1, *shape).astype(np.float32), "label": train_src},
       test={"image": ufldl_normalize(test).reshape(-1, *shape).astype(np.float32), "label": test_src})
 
@@ -99,4 +99,5 @@ def load_photo_colorize(name: str, batch_size: int, scale: str = "unit", seed: i
   for count, split_seed in ((num_train, seed), (num_test, seed + 10_007)):
     colour, source = random_crops(photos, size, count, split_seed)
     out.append({"image": (colour @ _GREY)[..., None], "target": colour, "label": source})
-  return ArrayDataset(name=name, batch_size=batch_size, train=out[0], test=out[1], label_name="photo", scale=scale)
+  return ArrayDataset(name=name, batch_size=batch_size, train=out[0], test=out[1], label_name="photo", label_kind="source",
+                      scale=scale)

@@ -2,7 +2,7 @@
 import numpy as np
 import sklearn.datasets
 
-from ae_research.data.dataset import ArrayDataset, scale_pixels, split_arrays, with_channel_axis
+from ae_research.data.dataset import DIGIT_NAMES, ArrayDataset, scale_pixels, split_arrays, with_channel_axis
 
 
 def load_digits(name: str, batch_size: int, scale: str = "unit", seed: int = 0,
@@ -14,4 +14,4 @@ def load_digits(name: str, batch_size: int, scale: str = "unit", seed: int = 0,
   images = with_channel_axis(scale_pixels(digits.images[order], scale, max_value=16.0))
   num_train = int(round(len(order) * (1 - test_fraction)))
   train, test = split_arrays(images, digits.target[order], num_train)
-  return ArrayDataset(name=name, train=train, test=test, batch_size=batch_size, scale=scale)
+  return ArrayDataset(name=name, train=train, test=test, batch_size=batch_size, scale=scale, class_names=DIGIT_NAMES)

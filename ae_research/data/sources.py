@@ -13,11 +13,14 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ae_research.data.dataset import ArrayDataset, scale_pixels, with_channel_axis
+from ae_research.data.dataset import DIGIT_NAMES, ArrayDataset, scale_pixels, with_channel_axis
 from ae_research.data.idx import find_idx_file, read_idx
 from ae_research.errors import ConfigError, DataError
 
 SYSTEM_DIRS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
+CLASS_NAMES = {"fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                                 "Bag", "Ankle boot"),
+               "mnist": DIGIT_NAMES}
 _FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -97,7 +100,7 @@ def load_idx_dataset(name: str, batch_size: int, scale: str = "unit", seed: int 
         f"$AE_DATA_DIR/{name}/{hint}; (2) prepare it with TFDS (array_record) in "
         f"dataset.tfds_data_dir; or (3) pass dataset.download=true on a machine with network")
   return ArrayDataset(
-      name=name, batch_size=batch_size, scale=scale,
+      name=name, batch_size=batch_size, scale=scale, class_names=CLASS_NAMES[name],
       train={"image": with_channel_axis(scale_pixels(splits["train"][0], scale)),
              "label": splits["train"][1].astype(np.int32)},
       test={"image": with_channel_axis(scale_pixels(splits["test"][0], scale)),

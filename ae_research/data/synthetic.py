@@ -30,4 +30,4 @@ def load_blocks(name: str, batch_size: int, scale: str = "unit", seed: int = 0, 
   images = scale_pixels(images, scale, max_value=1.0)
   train, test = split_arrays(images[..., None], heights, num_train)
   return ArrayDataset(name=name, train=train, test=test, batch_size=batch_size, label_name="height",
-                      scale=scale)
+                      label_kind="ordinal", scale=scale)

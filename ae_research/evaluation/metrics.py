@@ -1,23 +1,21 @@
-"""Compiled, batched per-example metrics of a trained model on a split.
+"""Per-example metrics of a trained model on a split, in one compiled program (`batched.py`).
 
-Everything heavy here runs in one jitted scan over sharded batches: reconstruction error
-(MSE, BCE, PSNR; for corrupted inputs also the PSNR of the corrupted input), codes, the
-VAE's ELBO parts and its importance-weighted bound (IWAE, Burda et al. 2016), and the
-encoder's Jacobian norm for contractive models.
+Reconstruction error (MSE, BCE, PSNR; for corrupted inputs also the PSNR of the corrupted
+input), codes, the VAE's ELBO parts and its importance-weighted bound (IWAE, Burda et al.
+2016), and the encoder's Jacobian norm for contractive models.
 """
 import math
-from typing import Dict
+from typing import Any, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 from jax import lax
 
-from ae_research.losses.regularizers import contractive_exact
-from ae_research.sharding import batch_sharded, replicated
-from ae_research.step import pad_rows
+from ae_research.batched import BatchedApply
+from ae_research.losses.base import reconstruction_target
+from ae_research.losses.regularizers import contractive_exact, gaussian_kl
 
 
 def _flat(x):
@@ -50,27 +48,27 @@ def iwae_bound(model, x: jax.Array, rng: jax.Array, samples: int) -> jax.Array:
   return jax.nn.logsumexp(log_w, axis=0) - math.log(samples)
 
 
-def per_example_metrics(model, batch: Dict[str, jax.Array], rng: jax.Array, corruption, value_range,
-                        iwae_samples: int, contractive: bool) -> Dict[str, jax.Array]:
+def per_example_metrics(model, batch: Dict[str, jax.Array], rng: jax.Array, extra: Any, *, corruption,
+                        value_range: Tuple[float, float], iwae_samples: int,
+                        contractive: bool) -> Dict[str, jax.Array]:
+  del extra
   noise_rng, sample_rng, iwae_rng = jax.random.split(rng, 3)
   clean = batch["image"]
   inputs = clean if corruption is None else corruption(noise_rng, clean)
   recon, aux = model(inputs)  # Deterministic: a VAE decodes its posterior mean.
-  # The loss's rule: the model's own target (a greedy stage's layer below), else the data's, else clean.
-  target = aux.get("target", batch.get("target", clean))
+  target = reconstruction_target(aux, batch, clean)
   lo, hi = value_range
   mse = _flat(jnp.square(recon - target)).mean(axis=1)
   out = {"mse": mse, "psnr": psnr(mse, hi - lo), "code": _flat(aux["code"])}
-  if getattr(model, "output_activation", None) == "sigmoid" and lo >= 0.0:
+  if model.output_activation == "sigmoid" and lo >= 0.0:
     out["bce"] = _flat(optax.sigmoid_binary_cross_entropy(aux["logits"], target)).mean(axis=1)
   if corruption is not None and inputs.shape == target.shape:
     out["psnr_corrupted"] = psnr(_flat(jnp.square(inputs - target)).mean(axis=1), hi - lo)
-  if hasattr(model, "posterior") and "bce" in out and "target" not in batch:
+  if model.variational and "bce" in out and "target" not in batch:
     # Density of the clean data under the model (q(z|x), p(x|z)), also for a denoising VAE.
     _, sampled = model(clean, rng=sample_rng)
-    mean, log_var = _flat(sampled["mean"]), _flat(sampled["log_var"])
     out["elbo_reconstruction"] = log_bernoulli(sampled["logits"], clean)
-    out["elbo_kl"] = -0.5 * jnp.sum(1 + log_var - jnp.square(mean) - jnp.exp(log_var), axis=1)
+    out["elbo_kl"] = gaussian_kl(sampled["mean"], sampled["log_var"])
     if iwae_samples > 0:
       out["iwae"] = iwae_bound(model, clean, iwae_rng, iwae_samples)
   if contractive:
@@ -78,29 +76,12 @@ def per_example_metrics(model, batch: Dict[str, jax.Array], rng: jax.Array, corr
   return out
 
 
-def evaluate_split(graphdef: nnx.GraphDef, params: nnx.State, split: Dict[str, np.ndarray], mesh,
-                   batch_size: int, corruption=None, value_range=(0.0, 1.0), iwae_samples: int = 0,
-                   contractive: bool = False, unroll: bool = False, seed: int = 0) -> Dict[str, np.ndarray]:
+def evaluate_split(apply: BatchedApply, params, split: Dict[str, np.ndarray], corruption=None,
+                   value_range=(0.0, 1.0), iwae_samples: int = 0, contractive: bool = False,
+                   seed: int = 0) -> Dict[str, np.ndarray]:
   """Per-example metrics (and codes) over a whole split, as host arrays of length N."""
-  n = len(split["image"])
-  arrays = {k: pad_rows(v, batch_size).reshape(-1, batch_size, *v.shape[1:]) for k, v in split.items() if k != "label"}
-  sharding = batch_sharded(mesh)
-
-  @jax.jit
-  def run(params, arrays, rng):
-    model = nnx.merge(graphdef, params)
-
-    def body(_, xs):
-      i, batch = xs
-      batch = {k: lax.with_sharding_constraint(v, sharding) for k, v in batch.items()}
-      return None, per_example_metrics(model, batch, jax.random.fold_in(rng, i), corruption, value_range,
-                                       iwae_samples, contractive)
-
-    num = next(iter(arrays.values())).shape[0]
-    return lax.scan(body, None, (jnp.arange(num), arrays), unroll=num if unroll else 1)[1]
-
-  out = run(params, jax.device_put(arrays, replicated(mesh)), jax.random.PRNGKey(seed))
-  return {k: np.asarray(v).reshape(-1, *v.shape[2:])[:n] for k, v in out.items()}
+  return apply(per_example_metrics, params, split, jax.random.PRNGKey(seed), corruption=corruption,
+               value_range=tuple(value_range), iwae_samples=iwae_samples, contractive=contractive)
 
 
 def summarize(per_example: Dict[str, np.ndarray]) -> Dict[str, float]:

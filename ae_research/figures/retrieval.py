@@ -20,6 +20,6 @@ def retrieval_figure(queries: np.ndarray, neighbours: np.ndarray, distances: np.
       if j == 0:
         ax.set_title("query" + (f" ({query_labels[i]})" if query_labels is not None else ""), fontsize=7)
       else:
-        label = f" ({neighbour_labels[i, j - 1]})" if neighbour_labels is not None else ""
+        label = f" ({neighbour_labels[i][j - 1]})" if neighbour_labels is not None else ""
         ax.set_title(f"d={distances[i, j - 1]:.3f}{label}", fontsize=7)
   return save_figure(fig, path, "nearest neighbours by cosine distance of codes")

@@ -6,6 +6,9 @@ defined on the whole batch or the parameters (KL sparsity on mean activations, w
 decay). `Objective` reduces each term (masked mean over examples), weights and sums
 them, and returns `(total, {"loss": total, "<term>": unweighted value, ...})`: that dict
 is what the trainer logs as `train/<term>` and `eval/<term>`.
+
+Evaluation pads the last batch; `LossInputs.mask` marks the real examples, and both the
+per-example reduction and batch-level terms (`masked_batch_mean`) honour it.
 """
 import dataclasses
 from typing import Any, Dict, Mapping, Optional, Protocol, Tuple
@@ -24,6 +27,23 @@ class LossInputs:
   recon: jax.Array  # The model's data-space output.
   aux: Mapping[str, Any]  # The model's aux dict ("code", "logits", ...).
   model: Any  # The merged NNX module, for terms that need parameters or the encoder.
+  mask: Optional[jax.Array] = None  # (B,) 1 for real examples, 0 for evaluation padding; None: all real.
+
+
+def reconstruction_target(aux: Mapping[str, Any], batch: Mapping[str, jax.Array], clean: jax.Array) -> jax.Array:
+  """What the output is compared with, in order: the model's own target (a greedy stage's
+  frozen codes of the layer below), the data's paired target (colour images), the clean input."""
+  if "target" in aux:
+    return aux["target"]
+  return batch.get("target", clean)
+
+
+def masked_batch_mean(values: jax.Array, mask: Optional[jax.Array]) -> jax.Array:
+  """Mean over the batch axis of (B, ...) values, counting only the real examples."""
+  if mask is None:
+    return values.mean(axis=0)
+  weights = mask.reshape(-1, *([1] * (values.ndim - 1)))
+  return jnp.sum(values * weights, axis=0) / jnp.maximum(mask.sum(), 1.0)
 
 
 class Term(Protocol):
@@ -75,19 +95,16 @@ class Objective:
     mean = jnp.sum(values * mask) / jnp.maximum(mask.sum(), 1.0)
     return mean * self.reference_batch_size if self.batch_reduction == "sum" else mean
 
-  def __call__(self, ctx: LossInputs, mask: Optional[jax.Array] = None,
-               weights: Optional[Mapping[str, jax.Array]] = None,
-               step: Optional[jax.Array] = None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+  def __call__(self, ctx: LossInputs, step: Optional[jax.Array] = None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
     """Returns (total loss, metrics): unweighted term values and the weighted total.
 
-    `weights` overrides the configured weights (traced arrays allowed); `step` drives the
-    warm-up ramps (no ramp when None).
+    `step` drives the warm-up ramps (no ramp when None).
     """
-    weights = dict(self.weights if weights is None else weights)
+    weights = dict(self.weights)
     if step is not None:
       for name, steps in self.warmup_steps.items():
         weights[name] = weights[name] * jnp.minimum(1.0, step.astype(jnp.float32) / steps)
-    metrics = {name: self._reduce(term(ctx), mask) for name, term in self.terms.items()}
+    metrics = {name: self._reduce(term(ctx), ctx.mask) for name, term in self.terms.items()}
     total = sum(weights[name] * value for name, value in metrics.items())
     extra = {f"weight/{name}": jnp.asarray(weights[name], jnp.float32) for name in self.warmup_steps}
     return total, {"loss": total, **metrics, **extra}

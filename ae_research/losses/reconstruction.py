@@ -44,7 +44,7 @@ class BinaryCrossEntropy:
     self.reduction = _check_reduction(reduction)
 
   def __call__(self, ctx: LossInputs) -> jax.Array:
-    if getattr(ctx.model, "output_activation", "sigmoid") != "sigmoid":
+    if ctx.model.output_activation != "sigmoid":
       raise ConfigError("loss: binary cross-entropy needs model.output_activation=sigmoid "
                         f"(got {ctx.model.output_activation}); change one of them")
     return _reduce_pixels(optax.sigmoid_binary_cross_entropy(_flat(ctx.aux["logits"]), _flat(ctx.target)),

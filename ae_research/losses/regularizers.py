@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ae_research.errors import ConfigError
-from ae_research.losses.base import LossInputs
+from ae_research.losses.base import LossInputs, masked_batch_mean
 
 CONTRACTIVE_METHODS = ("auto", "exact", "closed_form")
 
@@ -36,9 +36,9 @@ class KLSparsity:
     self.rho, self.eps = rho, eps
 
   def __call__(self, ctx: LossInputs) -> jax.Array:
-    if getattr(ctx.model, "code_activation", "sigmoid") != "sigmoid":
+    if ctx.model.code_activation != "sigmoid":
       raise ConfigError("loss: KL sparsity needs codes in (0, 1): set model.code_activation=sigmoid")
-    rho_hat = jnp.clip(_flat(ctx.aux["code"]).mean(axis=0), self.eps, 1 - self.eps)
+    rho_hat = jnp.clip(masked_batch_mean(_flat(ctx.aux["code"]), ctx.mask), self.eps, 1 - self.eps)
     return bernoulli_kl(self.rho, rho_hat).sum()
 
 
@@ -51,11 +51,6 @@ def contractive_exact(encode, x: jax.Array) -> jax.Array:
 def contractive_sigmoid_layer(kernel: jax.Array, code: jax.Array) -> jax.Array:
   """Closed form for h = sigmoid(W^T x + b): ||J||_F^2 = sum_j (h_j (1 - h_j))^2 sum_i W_ij^2."""
   return (jnp.square(code * (1 - code)) * jnp.square(kernel).sum(axis=0)).sum(axis=1)
-
-
-def has_single_sigmoid_layer(model) -> bool:
-  return (len(getattr(model, "encoder", ())) == 1 and getattr(model, "code_activation", None) == "sigmoid"
-          and hasattr(model.encoder[0], "kernel") and model.encoder[0].kernel.ndim == 2)
 
 
 class Contractive:
@@ -71,12 +66,12 @@ class Contractive:
     self.method = method
 
   def __call__(self, ctx: LossInputs) -> jax.Array:
-    closed = self.method == "closed_form" or (self.method == "auto" and has_single_sigmoid_layer(ctx.model))
-    if closed:
-      if not has_single_sigmoid_layer(ctx.model):
-        raise ConfigError("loss: the closed-form contractive penalty needs one sigmoid Dense encoder layer; "
-                          "use method=exact")
-      return contractive_sigmoid_layer(ctx.model.encoder[0].kernel[...], _flat(ctx.aux["code"]))
+    kernel = ctx.model.sigmoid_code_kernel() if self.method != "exact" else None
+    if self.method == "closed_form" and kernel is None:
+      raise ConfigError("loss: the closed-form contractive penalty needs one sigmoid Dense encoder layer; "
+                        "use method=exact")
+    if kernel is not None:
+      return contractive_sigmoid_layer(kernel, _flat(ctx.aux["code"]))
     return contractive_exact(ctx.model.encode, ctx.inputs)
 
 
@@ -91,9 +86,14 @@ class WeightDecay:
     return 0.5 * sum(jnp.sum(jnp.square(k)) for k in kernels)
 
 
-class GaussianKL:
+def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:
   """KL(N(mean, exp(log_var)) || N(0, I)) = -0.5 sum(1 + log_var - mean^2 - exp(log_var)), per example."""
+  mean, log_var = _flat(mean), _flat(log_var)
+  return -0.5 * jnp.sum(1 + log_var - jnp.square(mean) - jnp.exp(log_var), axis=1)
+
+
+class GaussianKL:
+  """The VAE's KL term: `gaussian_kl` of the posterior in aux, per example."""
 
   def __call__(self, ctx: LossInputs) -> jax.Array:
-    mean, log_var = _flat(ctx.aux["mean"]), _flat(ctx.aux["log_var"])
-    return -0.5 * jnp.sum(1 + log_var - jnp.square(mean) - jnp.exp(log_var), axis=1)
+    return gaussian_kl(ctx.aux["mean"], ctx.aux["log_var"])

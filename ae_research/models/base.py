@@ -8,6 +8,11 @@
 cross-entropy can be computed from logits, stably); variants add what their loss terms
 need ("mean"/"log_var" for a VAE; "target" where the model sets its own reconstruction
 target, as a stacked autoencoder's greedy stage does).
+
+What a variant can do is declared, not probed: `variational` (and then `posterior`),
+`num_stacked_layers`/`stage` (greedy pre-training), `first_layer_filters` (the filter
+figure), `sigmoid_code_kernel` (the closed-form contractive penalty), and the code and
+output activations the loss terms check.
 """
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -35,6 +40,14 @@ class Autoencoder(nnx.Module):
   """Abstract autoencoder. Subclasses implement `encode` and `decode_logits`."""
 
   output_activation: str = "linear"
+  code_activation: str = "linear"  # The code's activation (KL sparsity needs sigmoid codes).
+  variational: bool = False  # True: `posterior(x) -> (mean, log_var)` exists and `__call__` samples.
+  stage: int = 0  # Greedy pre-training: 0 is the whole model, k trains stacked layer k alone.
+
+  @property
+  def num_stacked_layers(self) -> int:
+    """Layers that greedy pre-training trains one at a time (0: not a stacked model)."""
+    return 0
 
   def encode(self, x: jax.Array) -> jax.Array:
     raise NotImplementedError
@@ -44,6 +57,18 @@ class Autoencoder(nnx.Module):
 
   def decode(self, code: jax.Array) -> jax.Array:
     return get_activation(self.output_activation)(self.decode_logits(code))
+
+  def posterior(self, x: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    raise NotImplementedError(f"{type(self).__name__} is not variational")
+
+  def first_layer_filters(self) -> Optional[jax.Array]:
+    """The first encoder layer's kernel ((inputs, units) or (k, k, in, out)), or None."""
+    return None
+
+  def sigmoid_code_kernel(self) -> Optional[jax.Array]:
+    """The kernel W when the encoder is exactly one Dense layer with sigmoid code (h = sigmoid(W^T x + b)),
+    for which the contractive penalty has a closed form; None otherwise."""
+    return None
 
   def update_mask(self, params: Any) -> Optional[Any]:
     """A bool pytree like `params` (True: train it), or None to train everything."""

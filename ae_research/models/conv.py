@@ -57,6 +57,7 @@ class ConvAutoencoder(Autoencoder):
                         f"{self.output_shape[:2]}; use fewer pooling stages or a smaller output")
     get_activation(activation), get_activation(output_activation)  # pylint: disable=expression-not-assigned
     self.activation, self.output_activation, self.pool, self.upsample = activation, output_activation, pool, upsample
+    self.code_activation = activation  # The code is the last pooled activation map.
     init_fn, k = kernel_init(init), (kernel_size, kernel_size)
     ins = (self.input_shape[-1], *channels[:-1])
     self.encoder = nnx.List([nnx.Conv(a, b, k, padding="SAME", kernel_init=init_fn, rngs=rngs)
@@ -76,6 +77,9 @@ class ConvAutoencoder(Autoencoder):
       h = get_activation(self.activation)(conv(h))
       h = nnx.max_pool(h, (self.pool, self.pool), strides=(self.pool, self.pool), padding="SAME")
     return h
+
+  def first_layer_filters(self) -> jax.Array:
+    return self.encoder[0].kernel[...]
 
   def decode_logits(self, code: jax.Array) -> jax.Array:
     h = code

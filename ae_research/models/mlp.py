@@ -60,6 +60,12 @@ class MLPAutoencoder(Autoencoder):
   def encode(self, x: jax.Array) -> jax.Array:
     return apply_stack(self.encoder, x.reshape(x.shape[0], -1), self.activation, self.code_activation)
 
+  def first_layer_filters(self) -> jax.Array:
+    return self.encoder[0].kernel[...]
+
+  def sigmoid_code_kernel(self):
+    return self.encoder[0].kernel[...] if len(self.encoder) == 1 and self.code_activation == "sigmoid" else None
+
   def decode_logits(self, code: jax.Array) -> jax.Array:
     if not self.tied:
       out = apply_stack(self.decoder, code, self.activation)

@@ -39,7 +39,7 @@ class StackedAutoencoder(Autoencoder):
       raise ConfigError(f"model: kind=conv needs (height, width, channels) images, got {tuple(input_shape)}")
     get_activation(activation), get_activation(output_activation)  # pylint: disable=expression-not-assigned
     self.input_shape, self.kind, self.stage, self.pool = tuple(input_shape), kind, stage, pool
-    self.activation, self.output_activation = activation, output_activation
+    self.activation, self.output_activation, self.code_activation = activation, output_activation, activation
     init_fn = kernel_init(init)
     widths = (input_shape[-1] if kind == "conv" else math.prod(input_shape), *sizes)
     if kind == "mlp":
@@ -55,8 +55,11 @@ class StackedAutoencoder(Autoencoder):
     self.decoders = nnx.List([make(b, a) for a, b in zip(widths[:-1], widths[1:])])
 
   @property
-  def num_layers(self) -> int:
+  def num_stacked_layers(self) -> int:
     return len(self.encoders)
+
+  def first_layer_filters(self) -> jax.Array:
+    return self.encoders[0].kernel[...]
 
   def _encode_layer(self, k: int, h: jax.Array) -> jax.Array:
     h = get_activation(self.activation)(self.encoders[k](h))
@@ -80,11 +83,11 @@ class StackedAutoencoder(Autoencoder):
     return hs
 
   def encode(self, x: jax.Array) -> jax.Array:
-    return self._inputs(x, self.num_layers)[-1]
+    return self._inputs(x, self.num_stacked_layers)[-1]
 
   def decode_logits(self, code: jax.Array) -> jax.Array:
     h = code
-    for k in reversed(range(self.num_layers)):
+    for k in reversed(range(self.num_stacked_layers)):
       h = self._decode_layer_logits(k, h)
       h = h if k == 0 else get_activation(self._layer_activation(k))(h)
     return h.reshape(code.shape[0], *self.input_shape)

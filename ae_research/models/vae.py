@@ -19,6 +19,8 @@ class VAE(Autoencoder):
   (any output activation, squared error), chosen by the loss config.
   """
 
+  variational = True
+
   def __init__(self, input_shape: Sequence[int], latent_dim: int = 2, hidden: Sequence[int] = (512,),
                decoder_hidden: Optional[Sequence[int]] = None, activation: str = "relu",
                output_activation: str = "sigmoid", init: str = "glorot_uniform",
@@ -43,6 +45,9 @@ class VAE(Autoencoder):
 
   def encode(self, x: jax.Array) -> jax.Array:
     return self.posterior(x)[0]
+
+  def first_layer_filters(self) -> jax.Array:
+    return (self.trunk[0] if len(self.trunk) else self.mean).kernel[...]
 
   def decode_logits(self, code: jax.Array) -> jax.Array:
     return apply_stack(self.decoder, code, self.activation).reshape(code.shape[0], *self.output_shape)

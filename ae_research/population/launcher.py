@@ -31,8 +31,9 @@ class PopulationLauncher(Launcher):
     self.config, self.hydra_context = config, hydra_context
 
   def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-    from ae_research.population.train import train_runs  # pylint: disable=g-import-not-at-top  (jax import)
-    from ae_research.run_status import finished_summary  # pylint: disable=g-import-not-at-top
+    from ae_research.errors import Interrupted  # pylint: disable=g-import-not-at-top
+    from ae_research.population.runs import train_runs  # pylint: disable=g-import-not-at-top  (jax import)
+    from ae_research.run_dir import finished_summary  # pylint: disable=g-import-not-at-top
     setup_globals()
     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
     returns: List[JobReturn] = []
@@ -54,7 +55,11 @@ class PopulationLauncher(Launcher):
       returns[i].return_value = float(finished_summary(workdirs[i], returns[i].cfg).get(
           returns[i].cfg.objective_metric, float("nan")))
       returns[i].status = JobStatus.COMPLETED
-    results = train_runs([returns[i].cfg for i in todo], [workdirs[i] for i in todo])
+    try:
+      results = train_runs([returns[i].cfg for i in todo], [workdirs[i] for i in todo])
+    except Interrupted as e:  # Preempted: every member saved its checkpoint; re-run with trainer.resume=true.
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(e.exit_code)
     for i, result in zip(todo, results):
       ret = returns[i]
       if isinstance(result, Exception):

@@ -10,15 +10,16 @@ import os
 from omegaconf import DictConfig, OmegaConf
 
 from ae_research.errors import ConfigError
+from ae_research.models.base import Autoencoder
+from ae_research.training.loop import train_one
 
 
-def pretrain_layers(cfg: DictConfig, workdir: str, num_layers: int) -> DictConfig:
+def pretrain_layers(cfg: DictConfig, workdir: str, model: Autoencoder) -> DictConfig:
   """Runs the stages; returns `cfg` set to fine-tune from the last stage's parameters."""
-  from ae_research.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top  (import cycle)
-  if num_layers == 0 or cfg.model.get("stage", 0) != 0:
+  if model.num_stacked_layers == 0 or model.stage != 0:
     raise ConfigError("trainer.greedy_epochs>0 needs a stacked model at stage 0 (model=stacked_mlp or stacked_conv)")
   previous = cfg.trainer.init_from
-  for k in range(1, num_layers + 1):
+  for k in range(1, model.num_stacked_layers + 1):
     stage_dir = os.path.join(workdir, "pretrain", f"layer_{k}")
     if not os.path.exists(os.path.join(stage_dir, "summary.json")):
       stage = OmegaConf.merge(cfg, {"model": {"stage": k},
@@ -26,6 +27,6 @@ def pretrain_layers(cfg: DictConfig, workdir: str, num_layers: int) -> DictConfi
                                                 "init_from": previous, "figures": False,
                                                 "resume": os.path.isdir(os.path.join(stage_dir, "checkpoints"))},
                                     "logger": {"wandb": {"job_type": f"pretrain_layer_{k}", "mode": "disabled"}}})
-      train_and_evaluate(stage, stage_dir)
+      train_one(stage, stage_dir)
     previous = stage_dir
   return OmegaConf.merge(cfg, {"trainer": {"init_from": previous, "greedy_epochs": 0}})

@@ -1,0 +1,126 @@
+"""The one way a function runs over a whole split: pad, mask, scan over sharded batches, jit.
+
+`batch_split` pads a split on the host to whole batches and adds a 0/1 "mask";
+`scan_batches` (pure, usable inside any program and under `vmap`) applies a function to
+every batch with the batch axis sharded over "data". The training-time evaluation
+(`training/programs.py`), eval.json's per-example metrics and figure inference
+(`BatchedApply` and the functions below it) all go through it.
+"""
+import functools
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax import lax
+from jax.sharding import Mesh
+
+from ae_research.sharding import batch_sharded, put_replicated, to_host
+
+Batch = Dict[str, jax.Array]
+
+
+def pad_rows(array: np.ndarray, multiple: int) -> np.ndarray:
+  """Appends zero rows so the leading dimension is a multiple of `multiple`."""
+  return np.concatenate([array, np.zeros((-len(array) % multiple, *array.shape[1:]), array.dtype)])
+
+
+def batch_split(split: Dict[str, np.ndarray], batch_size: int) -> Dict[str, np.ndarray]:
+  """(num_batches, batch_size, ...) host arrays, zero-padded, with a float 0/1 "mask" of real rows.
+
+  Integer labels are left out: programs see images, targets and the mask only.
+  """
+  arrays = {k: v for k, v in split.items() if k != "label"}
+  arrays["mask"] = np.ones(len(split["image"]), np.float32)
+  return {k: pad_rows(v, batch_size).reshape(-1, batch_size, *v.shape[1:]) for k, v in arrays.items()}
+
+
+def scan_batches(fn: Callable[[Batch, jax.Array], Any], batches: Batch, mesh: Mesh, rng: jax.Array,
+                 unroll: bool = False) -> Any:
+  """fn(batch, rng_i) for every batch (leading axis of `batches`), stacked: (num_batches, ...)."""
+  sharding = batch_sharded(mesh)
+  num = next(iter(batches.values())).shape[0]
+
+  def body(_, xs):
+    i, batch = xs
+    batch = {k: lax.with_sharding_constraint(v, sharding) for k, v in batch.items()}
+    return None, fn(batch, jax.random.fold_in(rng, i))
+
+  return lax.scan(body, None, (jnp.arange(num), batches), unroll=num if unroll else 1)[1]
+
+
+def masked_mean(per_batch: Dict[str, jax.Array], batches: Batch) -> Dict[str, jax.Array]:
+  """Means over the real examples of per-batch means (each batch weighted by its real rows)."""
+  counts = batches["mask"].sum(axis=1)
+  return jax.tree.map(lambda v: jnp.tensordot(counts, v, axes=1) / counts.sum(), per_batch)
+
+
+def unbatch(stacked: Any, num: int) -> Any:
+  """Per-example host arrays: (num_batches, batch, ...) -> (num, ...), padding dropped."""
+  return jax.tree.map(lambda v: np.asarray(v).reshape(-1, *v.shape[2:])[:num], to_host(stacked))
+
+
+@functools.lru_cache(maxsize=128)
+def _program(graphdef: nnx.GraphDef, mesh: Mesh, unroll: bool, fn: Callable, static: Tuple) -> Callable:
+  """The jitted scan of `fn` over batches; one per (model structure, mesh, function, settings),
+  so every caller with the same ones shares it and jit compiles once per shape."""
+  kwargs = dict(static)
+
+  def run(params, batches, rng, extra):
+    model = nnx.merge(graphdef, params)
+    return scan_batches(lambda batch, r: fn(model, batch, r, extra, **kwargs), batches, mesh, rng, unroll)
+
+  return jax.jit(run)
+
+
+class BatchedApply:
+  """`fn(model, batch, rng, extra, **settings)` over whole host splits, compiled once per shape.
+
+  `fn` is a module-level function; `settings` are hashable values fixed at compile time
+  (a corruption process, a number of importance samples); `extra` is any pytree of
+  traced values. Programs are shared by every instance with the same graphdef and mesh.
+  """
+
+  def __init__(self, graphdef: nnx.GraphDef, mesh: Mesh, batch_size: int, unroll: bool = False):
+    self.graphdef, self.mesh, self.batch_size, self.unroll = graphdef, mesh, batch_size, unroll
+
+  def program(self, fn: Callable, **settings) -> Callable:
+    return _program(self.graphdef, self.mesh, self.unroll, fn, tuple(sorted(settings.items())))
+
+  def __call__(self, fn: Callable, params, split: Dict[str, np.ndarray], rng: Optional[jax.Array] = None,
+               extra: Any = None, **settings) -> Any:
+    """Host outputs of `fn` for every real example of `split`."""
+    batches = put_replicated(batch_split(split, self.batch_size), self.mesh)
+    rng = jax.random.PRNGKey(0) if rng is None else rng
+    out = self.program(fn, **settings)(params, batches, rng, extra)
+    return unbatch(out, len(split["image"]))
+
+  def images(self, fn: Callable, params, images: np.ndarray, **settings) -> Any:
+    """`fn` over an image array (e.g. codes or reconstructions of some examples)."""
+    return self(fn, params, {"image": np.asarray(images)}, **settings)
+
+
+def encode(model, batch, rng, extra):
+  del rng, extra
+  return model.encode(batch["image"])
+
+
+def codes(model, batch, rng, extra):
+  """The flattened `aux["code"]`: what the loss and metrics call the code (for a stacked model
+  at greedy stage k, layer k's code rather than the whole stack's)."""
+  del rng, extra
+  code = model(batch["image"])[1]["code"]
+  return code.reshape(code.shape[0], -1)
+
+
+def reconstruct(model, batch, rng, extra):
+  """The deterministic forward pass (a VAE decodes its posterior mean)."""
+  del rng, extra
+  return model(batch["image"])[0]
+
+
+def decode(model, batch, rng, extra):
+  """Decoder outputs for codes given as the batch's "image"."""
+  del rng, extra
+  return model.decode(batch["image"])

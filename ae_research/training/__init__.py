@@ -1,0 +1,25 @@
+"""Training: one host loop for K >= 1 members (`loop.train`); a single run is
+`train_and_evaluate(cfg, workdir)`, the function the CLI, the tests and notebooks call."""
+from typing import Any, Dict
+
+from omegaconf import DictConfig
+
+from ae_research import distributed
+from ae_research.training.greedy import pretrain_layers
+from ae_research.training.loop import checked_setup, train, train_one
+
+
+def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
+  """Trains the configured model, evaluating and checkpointing; returns the summary dict.
+
+  With `trainer.greedy_epochs > 0` and a stacked model, the layers are first pre-trained
+  one at a time (runs in `workdir/pretrain/layer_<k>`), and this run fine-tunes the stack.
+  """
+  distributed.initialize(cfg.trainer.get("distributed"))
+  s = checked_setup(cfg)  # Bad input fails here, before any run directory is touched.
+  if cfg.trainer.greedy_epochs > 0:
+    cfg = pretrain_layers(cfg, workdir, s.model)
+  return train_one(cfg, workdir, s)
+
+
+__all__ = ["train_and_evaluate", "train", "train_one"]

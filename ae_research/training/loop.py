@@ -1,0 +1,303 @@
+"""The one host loop: K >= 1 members in one compiled program (a single run is K = 1).
+
+    build setups -> Programs (device programs, built once) -> prepare run directories,
+    restore or initialise states -> loop: dispatch chunk k+1, then fetch and write chunk
+    k's metrics (the only host sync) -> at the steps the periodic actions are due:
+    evaluate, write the epoch record, checkpoint, stop on signal -> per member: eval.json,
+    figures and summary.json.
+
+Every member keeps its own run directory, log, checkpoints, W&B run and summary, written
+as if it had trained alone; a member whose loss turns NaN stops alone (its state is never
+saved again). Only process 0 writes files other than checkpoints (which orbax writes
+collectively).
+"""
+import dataclasses
+import logging
+import os
+import statistics
+import time
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import jax
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from ae_research import distributed, run_dir
+from ae_research.checkpoint import Checkpointer
+from ae_research.config import build
+from ae_research.errors import NonFiniteLossError, UserError
+from ae_research.population.members import differing_keys
+from ae_research.sharding import check_divisible, local_mesh, make_mesh, put_replicated, to_host
+from ae_research.training.actions import Checkpoint, Evaluate, StopOnSignal, WriteEpochRecord
+from ae_research.training.programs import CannotShare, Programs
+from ae_research.training.resume import initial_state
+from ae_research.training.setup import Setup, setup
+from ae_research.writers import create_writer, resolve_mode
+
+log = logging.getLogger("ae_research")
+Result = Union[Dict[str, Any], Exception]
+
+
+@dataclasses.dataclass
+class Member:
+  cfg: DictConfig
+  workdir: str
+  setup: Setup
+  ckpt: Optional[Checkpointer] = None
+  writer: Any = None
+  state: Any = None
+  error: Optional[Exception] = None
+  period_loss: float = 0.0  # Sum of the training losses since the last epoch record.
+  eval_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+  train_loss: Optional[float] = None  # Mean training loss of the last period.
+
+
+def checked_setup(cfg: DictConfig, **kwargs) -> Setup:
+  """`setup` plus the checks that need no data (W&B mode): all before a run directory is touched."""
+  s = setup(cfg, **kwargs)
+  resolve_mode(cfg.logger.wandb.mode)
+  return s
+
+
+def _build(cfgs: Sequence[DictConfig]) -> List[Union[Setup, Exception]]:
+  """Each config's Setup (one data set for all, a mesh for the members that build), or its error."""
+  try:
+    data = build(cfgs[0].dataset, "dataset")
+    mesh = make_mesh(cfgs[0].trainer.devices, members=len(cfgs))
+  except UserError as e:
+    return [e] * len(cfgs)
+  out = []
+  for cfg in cfgs:
+    try:
+      out.append(checked_setup(cfg, data=data, mesh=mesh))
+    except UserError as e:
+      out.append(e)
+  built = [s for s in out if isinstance(s, Setup)]
+  if built and len(built) != len(cfgs):  # Fewer members: the population axis may change.
+    mesh = make_mesh(cfgs[0].trainer.devices, members=len(built))
+    check_divisible(built[0].data.batch_size, mesh)
+    out = [dataclasses.replace(s, mesh=mesh) if isinstance(s, Setup) else s for s in out]
+  return out
+
+
+def train(cfgs: Sequence[DictConfig], workdirs: Sequence[str], setups: Optional[Sequence[Setup]] = None,
+          stacked: Optional[bool] = None) -> List[Result]:
+  """Trains the runs `cfgs` in one program; returns each run's summary, or the user error that stopped it.
+
+  Configs must differ only in numbers (see `population/members.py`); raises `CannotShare`
+  when they turn out not to fit one program, before any of them has trained, and
+  `Interrupted` on SIGTERM/SIGINT after saving every member's checkpoint.
+  """
+  t_start = time.perf_counter()
+  distributed.initialize(cfgs[0].trainer.get("distributed"))
+  built = list(setups) if setups is not None else _build(cfgs)
+  results: List[Result] = [s if isinstance(s, Exception) else None for s in built]
+  index = [i for i, s in enumerate(built) if isinstance(s, Setup)]
+  members = [Member(cfgs[i], workdirs[i], built[i]) for i in index]
+  if not members:
+    return results
+  programs = Programs([m.setup for m in members], [m.cfg.seed for m in members], stacked)
+  if len(members) > 1:
+    differ = [k for k in differing_keys([m.cfg for m in members]) if not k.startswith("logger.")]
+    log.info("population of %d members in one program on a %s mesh; they differ in %s", len(members),
+             dict(programs.mesh.shape), ", ".join(differ))
+  try:
+    for m in members:
+      m.workdir = run_dir.prepare(m.workdir)
+      m.ckpt = Checkpointer(os.path.join(m.workdir, "checkpoints"), keep=m.cfg.trainer.keep_checkpoints)
+      m.state = initial_state(m.setup, m.cfg, m.ckpt, m.workdir)
+    if len({int(to_host(m.state.step)) for m in members}) > 1:
+      raise CannotShare("the members resume from different steps")
+    loop = _Loop(members, programs)
+    loop.compile()  # Before any writer exists: a program that cannot be shared fails here.
+    for i, m in enumerate(members):
+      if distributed.is_main_process():
+        OmegaConf.save(m.cfg, os.path.join(m.workdir, "config.yaml"), resolve=True)
+      logger = m.cfg.logger if i == 0 else OmegaConf.merge(m.cfg.logger, {"progress": False})  # One bar.
+      m.writer = create_writer(logger, m.workdir, OmegaConf.to_container(m.cfg, resolve=True),
+                               m.setup.plan.total_steps, int(to_host(m.state.step)),
+                               label=f"member {i}" if len(members) > 1 else "")
+    with StopOnSignal() as stop:
+      loop.run(stop)
+    summaries = loop.finish()
+  finally:
+    for m in members:
+      if m.writer is not None:
+        m.writer.close()
+      if m.ckpt is not None:
+        m.ckpt.close()
+  for i, m, summary in zip(index, members, summaries):
+    results[i] = m.error or summary
+    if summary is not None:
+      summary["time/total_s"] = time.perf_counter() - t_start
+      if distributed.is_main_process():
+        run_dir.write_json(os.path.join(m.workdir, "summary.json"), summary)
+  return results
+
+
+class _Loop:
+  """The host side of one run: chunks, their metrics, and the periodic actions."""
+
+  def __init__(self, members: List[Member], programs: Programs):
+    self.members, self.programs = members, programs
+    self.plan, self.cfg = programs.plan, members[0].cfg
+    self.states = programs.place([m.state for m in members])
+    self.step = int(to_host(members[0].state.step))
+    tcfg, last = self.cfg.trainer, self.plan.total_steps
+    self.actions = [Evaluate(self.plan.eval_every_steps, last),
+                    WriteEpochRecord(self.plan.sync_every_steps, last),
+                    Checkpoint(self.plan.checkpoint_every_steps, last, tcfg.checkpoint_min_interval_s)]
+    self.rates: List[float] = []  # Samples/s of each period between syncs (compilation excluded).
+    self.evaluated_at: Optional[int] = None
+    self._period = (self.step, time.perf_counter(), 0.0)  # (first step, start time, compile seconds before).
+
+  @property
+  def alive(self) -> List[int]:
+    return [i for i, m in enumerate(self.members) if m.error is None]
+
+  def _next_end(self) -> int:
+    return min([self.step + self.plan.log_every_steps] + [a.next_due(self.step) for a in self.actions])
+
+  def compile(self) -> None:
+    """Compiles the first chunk (other lengths compile when first met; compilation is never timed as steps)."""
+    if self.step < self.plan.total_steps:
+      self.orders = self.programs.orders(self.states, self.step)
+      self.programs.chunk_program(self._next_end() - self.step, self.states, self.orders)
+    self._period = (self.step, time.perf_counter(), self.programs.compile_s)
+
+  def run(self, stop: StopOnSignal) -> None:
+    pending = None  # The chunk in flight: (metrics on device, first step, length, dispatch time).
+    while self.step < self.plan.total_steps and self.alive:
+      end = self._next_end()
+      t = time.perf_counter()
+      # Dispatch the next chunk before fetching the last one's metrics: the device never waits for the host.
+      self.states, self.orders, metrics = self.programs.run_chunk(self.states, self.orders, self.step, end - self.step)
+      if pending is not None:
+        self._log_chunk(*pending)
+      pending, self.step = (metrics, self.step, end - self.step, t), end
+      if stop.received is not None or any(a.due(self.step) for a in self.actions):
+        self._log_chunk(*pending)  # Checked for NaN before anything is saved.
+        pending = None
+        if not self.alive:
+          break
+        self._close_period()
+        for action in self.actions:
+          action(self, self.step)
+        stop(self, self.step)
+    if pending is not None:
+      self._log_chunk(*pending)
+    if self.evaluated_at is None and self.alive:  # Nothing left to train (a finished run resumed, or epochs=0).
+      self.evaluate(self.step)
+      self.save_checkpoints()
+
+  def _log_chunk(self, metrics, first: int, length: int, t: float) -> None:
+    """Fetches a finished chunk's metrics (the only host sync), checks them and writes them."""
+    end, rate = first + length, length * self.plan.batch_size / (time.perf_counter() - t)
+    per_member = self.programs.per_member(metrics, axis=1)
+    for i in self.alive:
+      m, values = self.members[i], per_member[i]
+      losses = values["loss"]
+      bad = np.flatnonzero(~np.isfinite(losses))
+      if bad.size:
+        last = m.ckpt.latest_step()
+        kept = f"checkpoint of step {last} is intact" if last is not None else "no checkpoint was written yet"
+        m.error = NonFiniteLossError(
+            f"training loss became {losses[bad[0]]} at step {first + bad[0] + 1} (epoch "
+            f"{self.plan.epoch_of(first + bad[0] + 1)}); the last {kept}; lower optimizer.learning_rate or check "
+            "the loss/data config")
+        if len(self.members) > 1:
+          log.error("population member %d (%s): %s", i, m.workdir, m.error)
+        continue
+      m.period_loss += float(losses.sum())
+      m.writer.write_scalars(end, {"epoch": self.plan.epoch_of(end),
+                                   **{f"train/{k}": float(v.mean()) for k, v in values.items()},
+                                   "train/samples_per_s": rate})
+
+  def _close_period(self) -> None:
+    """Ends the timing period at a sync: steady samples/s (compilation excluded), mean loss per member."""
+    first, t0, compiled = self._period
+    seconds = time.perf_counter() - t0 - (self.programs.compile_s - compiled)
+    steps = self.step - first
+    self.period = {"time/epoch_s": seconds * self.plan.steps_per_epoch / steps,
+                   "train/samples_per_s": steps * self.plan.batch_size / seconds}
+    self.rates.append(self.period["train/samples_per_s"])
+    for i in self.alive:
+      m = self.members[i]
+      m.train_loss, m.period_loss = m.period_loss / steps, 0.0
+    self._period = (self.step, time.perf_counter(), self.programs.compile_s)
+
+  # --- What the actions call. ---
+  def evaluate(self, step: int) -> None:
+    for m, metrics in zip(self.members, self.programs.evaluate(self.states)):
+      m.eval_metrics = metrics
+    self.evaluated_at = step
+
+  def write_epoch_record(self, step: int) -> None:
+    for i in self.alive:
+      m = self.members[i]
+      record = {"epoch": self.plan.epoch_of(step), "train/loss": m.train_loss, **self.period}
+      m.writer.write_scalars(step, {**record, **(m.eval_metrics if self.evaluated_at == step else {})})
+
+  def save_checkpoints(self) -> None:
+    for i in self.alive:
+      self.members[i].ckpt.save(self.programs.member_state(self.states, i))
+
+  def flush(self) -> None:
+    for i in self.alive:
+      self.members[i].ckpt.wait()
+      self.members[i].writer.flush()
+
+  def workdirs_text(self) -> str:
+    dirs = [self.members[i].workdir for i in self.alive]
+    return dirs[0] if len(dirs) == 1 else f"the {len(dirs)} members' run directories"
+
+  def finish(self) -> List[Optional[Dict[str, Any]]]:
+    """Per member: eval.json, figures and the run summary (None for a member that failed)."""
+    summaries = []
+    k = len(self.members)
+    steady = self.rates[1:] or self.rates
+    for i, m in enumerate(self.members):
+      m.ckpt.wait()
+      if m.error is not None:
+        summaries.append(None)
+        continue
+      params = to_host(self.programs.member_state(self.states, i).params)
+      final = final_evaluation(m.cfg, m.setup, params, m.workdir, self.step, m.writer)
+      summary = run_summary(m.cfg, m.setup, self.step, int(self.programs.mesh.devices.size),
+                            self.programs.compile_s, self.rates, m.train_loss, {**m.eval_metrics, **final})
+      if k > 1:
+        summary.update({"population/size": k, "population/mesh": dict(self.programs.mesh.shape),
+                        "population/samples_per_s": k * statistics.median(steady) if steady else None})
+      m.writer.write_summary(summary)
+      summaries.append(summary)
+    return summaries
+
+
+def final_evaluation(cfg, s: Setup, params, workdir: str, step: int, writer) -> Dict[str, Any]:
+  """eval.json and the figures (also to the writer), on process 0's own devices (no collectives)."""
+  if not (cfg.evaluation.enabled and distributed.is_main_process()):
+    return {}
+  # Imported here: scikit-learn and matplotlib cost ~2 s of start-up that evaluation-free runs skip.
+  from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
+  here = dataclasses.replace(s, mesh=local_mesh(s.mesh))
+  metrics, figures = evaluate_and_draw(cfg, here, put_replicated(params, here.mesh), workdir, step)
+  writer.write_images(step, figures)
+  return {k: v for k, v in metrics.items() if k != "step"}
+
+
+def run_summary(cfg, s: Setup, step: int, n_devices: int, compile_s: float, rates, train_loss,
+                metrics: Dict[str, Any]) -> Dict[str, Any]:
+  """summary.json: where the run ended, its speed (median period after the first) and its metrics."""
+  steady = rates[1:] or rates
+  return {"name": cfg.name, "dataset": s.data.name, "step": step, "trainer/epochs": cfg.trainer.epochs,
+          "trainer/max_steps": cfg.trainer.max_steps, "epoch": s.plan.epoch_of(step), "n_devices": n_devices,
+          "time/compile_s": compile_s, "train/samples_per_s": statistics.median(steady) if steady else None,
+          "train/loss": train_loss, **metrics}
+
+
+def train_one(cfg: DictConfig, workdir: str, s: Optional[Setup] = None) -> Dict[str, Any]:
+  """One run (K = 1); its user error is raised."""
+  result = train([cfg], [workdir], [s] if s is not None else None)[0]
+  if isinstance(result, Exception):
+    raise result
+  return result

@@ -1,0 +1,158 @@
+"""The device programs of a run of K >= 1 members, built once: chunk, epoch order, evaluation.
+
+A *chunk* is one compiled `lax.scan` over `length` optimiser steps. It counts steps, not
+epochs: the epoch's (steps, batch) index matrix is carried from chunk to chunk and
+redrawn on device whenever a step starts a new epoch, so a chunk may cross any number of
+epoch boundaries (a full-batch run does hundreds of epochs per host round trip).
+
+Members are the general case. With K > 1 the members' states are stacked on a leading
+axis, spread over the mesh's "population" axis, and the step is `jax.vmap`ped over them;
+the numbers in which their objectives and corruptions differ (loss weights, rho, noise
+level) enter as traced values (`population/members.py`). A single run (K = 1) runs the
+same code without the member axis: measured with `ae-bench`, vmapping one member costs
+throughput on CPU and buys nothing.
+"""
+import time
+from typing import Any, Callable, Dict, List, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ae_research.batched import batch_split, masked_mean, scan_batches
+from ae_research.errors import ConfigError
+from ae_research.population import members as members_lib
+from ae_research.sharding import POPULATION_AXIS, member_sharded, put, put_replicated, replicated, to_host
+from ae_research.state import TrainState, step_key
+from ae_research.step import epoch_order, flatten_rows, gather, make_loss_fn, make_train_step
+from ae_research.training.setup import Setup
+
+
+class CannotShare(Exception):
+  """The members do not fit one program (they then train one after another)."""
+
+
+class Programs:
+  """Chunk (compiled once per length), epoch order and evaluation of K members."""
+
+  def __init__(self, setups: Sequence[Setup], seeds: Sequence[int], stacked: bool = None):
+    s0 = setups[0]
+    self.k = len(setups)
+    self.stacked = self.k > 1 if stacked is None else stacked
+    if self.k > 1 and not self.stacked:
+      raise ValueError("several members need the stacked layout")
+    self.s0, self.mesh, self.plan = s0, s0.mesh, s0.plan
+    shapes = [jax.tree.map(lambda x: (x.shape, x.dtype), s.params) for s in setups]
+    if any(s != shapes[0] for s in shapes):
+      raise CannotShare("the members' parameters differ in shape")
+    try:
+      self.varying = {"objective": members_lib.numeric_leaves([s.objective for s in setups], "loss terms"),
+                      "corruption": members_lib.numeric_leaves([s.corruption for s in setups], "corruption")}
+    except ConfigError as e:
+      raise CannotShare(str(e)) from None
+    self.state_sharding = member_sharded(self.mesh) if self.stacked else replicated(self.mesh)
+    rows, self.shapes = flatten_rows(s0.data.train)
+    self.train = put_replicated(rows, self.mesh)
+    self.test = put_replicated(batch_split(s0.data.test, self.plan.eval_batch_size), self.mesh)
+    self.hps = self._place({w: {p: v for p, v in paths.items()} for w, paths in self.varying.items()}, stacked_host=True)
+    self.eval_rngs = self._place([np.asarray(jax.random.PRNGKey(seed + 1)) for seed in seeds])
+    self._order = jax.jit(self._members(lambda rng, epoch: epoch_order(rng, epoch, s0.data.num_train,
+                                                                        self.plan.batch_size), (0, None)),
+                          out_shardings=self.state_sharding)
+    self._evaluate = jax.jit(self._members(self._evaluate_member, (0, 0, 0, 0, None)),
+                             out_shardings=replicated(self.mesh))
+    self._member_state = jax.jit(lambda states, i: jax.tree.map(lambda x: x[i], states),
+                                 out_shardings=replicated(self.mesh))
+    self._chunks: Dict[int, Callable] = {}
+    self.compile_s = 0.0  # Seconds spent compiling chunks (kept apart from step time).
+
+  # --- The member axis: vmapped (stacked) or absent (a single run). ---
+  def _members(self, fn, in_axes):
+    return jax.vmap(fn, in_axes=in_axes, spmd_axis_name=POPULATION_AXIS) if self.stacked else fn
+
+  def _place(self, trees: Any, stacked_host: bool = False):
+    """Per-member host values -> device: stacked (K, ...) over "population", or member 0's alone."""
+    if not stacked_host:
+      trees = jax.tree.map(lambda *xs: np.stack(xs), *trees)
+    if not self.stacked:
+      trees = jax.tree.map(lambda x: x[0], trees)
+    return put(trees, self.state_sharding)
+
+  def place(self, states: Sequence[TrainState]) -> TrainState:
+    """The members' initial states (each replicated) as the program's state."""
+    if not self.stacked:
+      return states[0]
+    return self._place([to_host(st) for st in states])
+
+  def member_state(self, states: TrainState, i: int) -> TrainState:
+    """Member i's state, replicated (for checkpoints and the final evaluation)."""
+    return self._member_state(states, jnp.int32(i)) if self.stacked else states
+
+  def per_member(self, values: Any, axis: int = 0) -> List[Any]:
+    """Host copies of device values with a member axis at `axis` (absent for a single run), one per member."""
+    values = to_host(values)
+    return [jax.tree.map(lambda v: np.take(v, i, axis=axis) if self.stacked else v, values) for i in range(self.k)]
+
+  # --- The programs. ---
+  def _loss_fn(self, hp):
+    objective = members_lib.with_values(self.s0.objective, hp["objective"])
+    corruption = members_lib.with_values(self.s0.corruption, hp["corruption"])
+    return make_loss_fn(self.s0.graphdef, objective, corruption)
+
+  def _member_step(self, train, state, idx, hp):
+    step = make_train_step(self._loss_fn(hp), self.s0.tx, self.s0.update_mask)
+    return step(state, gather(train, idx, self.mesh, self.shapes), step_key(state.rng, state.step))
+
+  def _evaluate_member(self, params, step, rng, hp, test):
+    loss_fn = self._loss_fn(hp)
+    per_batch = scan_batches(lambda batch, r: loss_fn(params, batch, r, step)[1], test, self.mesh, rng, self.s0.unroll)
+    return masked_mean(per_batch, test)
+
+  def _chunk(self, length: int):
+    spe = self.plan.steps_per_epoch
+
+    def run(states, orders, start, train, hps):
+      member_step = self._members(lambda st, idx, hp: self._member_step(train, st, idx, hp), (0, 0, 0))
+
+      def body(carry, i):
+        states, orders = carry
+        step = start + i  # Shared by all members: the epoch's redraw below is a real branch, not a select.
+        epoch, pos = step // spe, step % spe
+        orders = lax.cond(pos == 0, lambda: self._order(states.rng, epoch), lambda: orders)
+        idx = jnp.take(orders, pos, axis=-2)
+        states, metrics = member_step(states, idx, hps)
+        return (states, orders), metrics
+
+      return lax.scan(body, (states, orders), jnp.arange(length), unroll=length if self.s0.unroll else 1)
+
+    return jax.jit(run, donate_argnums=(0, 1),
+                   out_shardings=((self.state_sharding, self.state_sharding), replicated(self.mesh)))
+
+  def chunk_program(self, length: int, states, orders) -> Callable:
+    """The compiled chunk of `length` steps (compiled ahead of time on first use; timed)."""
+    if length not in self._chunks:
+      t = time.perf_counter()
+      try:
+        self._chunks[length] = self._chunk(length).lower(states, orders, jnp.int32(0), self.train, self.hps).compile()
+      except jax.errors.ConcretizationTypeError as e:
+        raise CannotShare(f"a varying value is used in Python control flow ({str(e).splitlines()[0][:120]})") \
+            from None
+      self.compile_s += time.perf_counter() - t
+    return self._chunks[length]
+
+  def run_chunk(self, states, orders, start: int, length: int):
+    """(states, orders, metrics) after steps start..start+length; metrics (length[, K]) stay on device
+    (`per_member(metrics, axis=1)` fetches them)."""
+    (states, orders), metrics = self.chunk_program(length, states, orders)(states, orders, jnp.int32(start),
+                                                                          self.train, self.hps)
+    return states, orders, metrics
+
+  def orders(self, states: TrainState, step: int):
+    """The epoch order of the epoch that step `step` lies in."""
+    return self._order(states.rng, jnp.int32(step // self.plan.steps_per_epoch))
+
+  def evaluate(self, states: TrainState) -> List[Dict[str, float]]:
+    """Each member's eval/* metrics: its objective on the (corrupted, as in training) test split."""
+    metrics = self._evaluate(states.params, states.step, self.eval_rngs, self.hps, self.test)
+    return [{f"eval/{k}": float(v) for k, v in m.items()} for m in self.per_member(metrics)]

@@ -1,0 +1,50 @@
+"""Where a run starts: fresh, resumed from its own checkpoint, or initialised from another run.
+
+Resuming restores the whole state (parameters, optimiser moments, key, step), so the run
+continues exactly; the optimiser's hyperparameters come from the current config.
+`trainer.init_from` takes only the parameters of another run (trained with any optimiser)
+and starts a fresh optimiser, step and key.
+"""
+import os
+
+from omegaconf import DictConfig
+
+from ae_research import distributed
+from ae_research.checkpoint import Checkpointer
+from ae_research.errors import ConfigError
+from ae_research.sharding import put_replicated, to_host
+from ae_research.state import TrainState, create_train_state, with_hyperparams_of
+from ae_research.training.setup import Setup
+from ae_research.writers.jsonl import truncate_after
+
+
+def initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str) -> TrainState:
+  """The state to train from, replicated on `s.mesh`; drops log records past a resumed checkpoint."""
+  tcfg = cfg.trainer
+  state = put_replicated(create_train_state(s.params, s.tx, cfg.seed), s.mesh)
+  log = os.path.join(workdir, "metrics.jsonl")
+  if ckpt.latest_step() is not None:
+    if not tcfg.resume:
+      raise ConfigError(f"{workdir} already holds a checkpoint (step {ckpt.latest_step()}); pass "
+                        "trainer.resume=true to continue it, or choose a new hydra.run.dir")
+    restored = ckpt.restore(state)
+    state = restored.replace(opt_state=with_hyperparams_of(restored.opt_state, state.opt_state))
+    if distributed.is_main_process():
+      truncate_after(log, int(to_host(state.step)))
+    return state
+  if tcfg.init_from:
+    state = state.replace(params=params_from(tcfg.init_from, state.params))
+  if distributed.is_main_process():  # A fresh start: drop the records of an attempt that died before its first checkpoint.
+    truncate_after(log, 0)
+  return state
+
+
+def params_from(run_dir: str, like):
+  """The latest parameters of the run in `run_dir`, laid out like `like`."""
+  source = Checkpointer(os.path.join(run_dir, "checkpoints"))
+  try:
+    if source.latest_step() is None:
+      raise ConfigError(f"trainer.init_from={run_dir}: no checkpoint there; point it at a trained run")
+    return source.restore_params(like, f"trainer.init_from={run_dir}")
+  finally:
+    source.close()
