@@ -79,10 +79,6 @@ SHRINK = {
 }
 
 
-KNOWN_BROKEN = {"conv_masci2011": "linear probe: train codes (128 features) and test codes (32) disagree in shape "
-                                   "for the stacked conv model after greedy pre-training; open bug"}
-
-
 @pytest.mark.parametrize("experiment", _options("experiment"))
 def test_every_experiment_reproduces_in_ci_size(tmp_path, experiment):
   """`ae-reproduce` end to end on small data: training with falling loss, every term logged, a report."""

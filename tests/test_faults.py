@@ -91,3 +91,41 @@ def test_kill_9_at_random_moments_then_resume_is_exact(make_cfg, tmp_path):
   train_and_evaluate(make_cfg(RUN + steps + ["trainer.resume=true"]), str(run_dir))
   _assert_same_run(run_dir, tmp_path / "ref")
   assert json.load(open(run_dir / "summary.json"))["step"] == 300
+
+
+POP = ["dataset=digits", "dataset.batch_size=64", "trainer.epochs=1000", "trainer.max_steps=150",
+       "trainer.eval_batch_size=null", "trainer.checkpoint_min_interval_s=0", "trainer.log_every_steps=5",
+       "logger.progress=false", "logger.wandb.mode=disabled", "evaluation.enabled=false", "trainer.figures=false"]
+
+
+def _population(sweep_dir, *extra):
+  return subprocess.Popen([sys.executable, "-m", "ae_research.train", "-m", "population=on", "seed=0,1", *POP, *extra,
+                           f"hydra.sweep.dir={sweep_dir}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_stops_a_population_which_resumes_exactly(tmp_path):
+  ref = _population(tmp_path / "ref")
+  assert ref.wait(timeout=300) == 0, ref.communicate()[1][-2000:]
+  proc = _population(tmp_path / "run")
+  log = tmp_path / "run" / "0" / "metrics.jsonl"
+  t0 = time.time()
+  while not (log.exists() and log.stat().st_size > 0):
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    assert time.time() - t0 < 120
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+  assert "stopped by SIGTERM at step" in err and "trainer.resume=true" in err
+  stopped_at = int(err.split("at step ")[1].split()[0])
+  assert stopped_at < 150
+  for member in ("0", "1"):
+    assert (tmp_path / "run" / member / "checkpoints" / str(stopped_at)).is_dir()
+  resumed = _population(tmp_path / "run", "trainer.resume=true")
+  assert resumed.wait(timeout=300) == 0, resumed.communicate()[1][-2000:]
+  for member in ("0", "1"):
+    for a, b in zip(_params(tmp_path / "run" / member), _params(tmp_path / "ref" / member)):
+      np.testing.assert_array_equal(a, b)
+    steps = [r["step"] for r in read_jsonl(tmp_path / "run" / member / "metrics.jsonl") if "train/grad_norm" in r]
+    assert steps == [r["step"] for r in read_jsonl(tmp_path / "ref" / member / "metrics.jsonl")
+                     if "train/grad_norm" in r]

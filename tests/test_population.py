@@ -1,14 +1,19 @@
 """Population training: members in one program end where the same runs alone end."""
 import json
+import os
 
 import numpy as np
 import pytest
 
 from ae_research import train_and_evaluate
+from ae_research.errors import ConfigError, UserError
 from ae_research.population.members import group_runs, numeric_leaves, with_values
 from ae_research.population.runs import train_runs
 from ae_research.run_dir import load_run
+from ae_research.writers.jsonl import JsonlWriter
 
+SPE = 1438 // 64  # digits, batch 64: 22 steps per epoch.
+QUIET = ["evaluation.enabled=false", "trainer.figures=false"]
 MEMBERS = [["seed=0", "optimizer.learning_rate=0.001"], ["seed=1", "optimizer.learning_rate=0.003"],
            ["seed=2", "optimizer.learning_rate=0.001"], ["seed=3", "optimizer.learning_rate=0.01"]]
 
@@ -63,3 +68,61 @@ def test_numeric_leaves_and_with_values():
   np.testing.assert_allclose(varying[(("key", "a"), ("attr", "rho"))], [0.1, 0.2])
   swapped = with_values(objs[0], {(("key", "a"), ("attr", "rho")): 7.0})
   assert swapped["a"].rho == 7.0 and objs[0]["a"].rho == 0.1 and swapped["w"] == 1.0
+
+
+def test_failed_members_are_never_checkpointed(make_cfg, tmp_path):
+  """Every member's loss is NaN before the first evaluation: no member may leave a NaN checkpoint."""
+  cfgs = [make_cfg(QUIET + ["optimizer=sgd", "optimizer.learning_rate=1e12", f"seed={i}", "trainer.epochs=4",
+                            "trainer.eval_every_epochs=3", "trainer.checkpoint_min_interval_s=0"]) for i in range(2)]
+  results = train_runs(cfgs, [str(tmp_path / str(i)) for i in range(2)])
+  assert all(isinstance(r, UserError) and "training loss became" in str(r) for r in results), results
+  for i in range(2):
+    ckpts = tmp_path / str(i) / "checkpoints"
+    assert not ckpts.exists() or not [d for d in os.listdir(ckpts) if d.isdigit()]
+
+
+def test_a_member_with_a_bad_value_is_its_own_result(make_cfg, tmp_path):
+  sparse = QUIET + ["loss=sparse_kl", "model.code_activation=sigmoid", "model.output_activation=sigmoid",
+                    "dataset.scale=unit", "trainer.max_steps=10"]
+  cfgs = [make_cfg(sparse + [f"seed={i}", f"loss.terms.sparsity.rho={rho}"]) for i, rho in enumerate((0.1, 1.5, 0.2))]
+  results = train_runs(cfgs, [str(tmp_path / str(i)) for i in range(3)])
+  assert isinstance(results[1], ConfigError) and "rho=1.5" in str(results[1])
+  assert results[0]["step"] == 10 and results[2]["step"] == 10 and results[0]["population/size"] == 2
+
+
+class _FakeClock:
+  """A monotonic clock that advances 100 s whenever an epoch record is written."""
+  now = 0.0
+
+  @classmethod
+  def monotonic(cls):
+    return cls.now
+
+
+def test_checkpoint_throttle_survives_member_0_failing(make_cfg, tmp_path, monkeypatch):
+  import ae_research  # pylint: disable=g-import-not-at-top
+  for name in ("ae_research.checkpoint", "ae_research.training.actions"):
+    try:
+      module = __import__(name, fromlist=["time"])
+    except ImportError:
+      continue
+    if hasattr(module, "time"):
+      monkeypatch.setattr(module, "time", _FakeClock)
+  _FakeClock.now = 0.0
+  write = JsonlWriter.write_scalars
+
+  def write_and_tick(self, step, scalars):
+    write(self, step, scalars)
+    if "time/epoch_s" in scalars and self.path.endswith(os.path.join("1", "metrics.jsonl")):
+      _FakeClock.now += 100.0
+
+  monkeypatch.setattr(JsonlWriter, "write_scalars", write_and_tick)
+  common = QUIET + ["optimizer=sgd", "trainer.epochs=6", "trainer.checkpoint_min_interval_s=150",
+                    "trainer.keep_checkpoints=10"]
+  cfgs = [make_cfg(common + ["seed=0", "optimizer.learning_rate=1e12"]),
+          make_cfg(common + ["seed=1", "optimizer.learning_rate=0.01"])]
+  results = train_runs(cfgs, [str(tmp_path / str(i)) for i in range(2)])
+  assert isinstance(results[0], UserError) and isinstance(results[1], dict), results
+  saved = sorted(int(d) for d in os.listdir(tmp_path / "1" / "checkpoints") if d.isdigit())
+  assert saved == [2 * SPE, 4 * SPE, 6 * SPE]
+  del ae_research

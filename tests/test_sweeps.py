@@ -83,3 +83,17 @@ def test_wandb_sweep_yaml(tmp_path, capsys):
                                                           "distribution": "log_uniform_values"}
   with pytest.raises(SystemExit, match="nothing to sweep"):
     wandb_sweep_main(["dataset=digits"])
+
+
+def test_compare_headline_shows_the_iwae_nll(tmp_path):
+  from ae_research.compare import compare  # pylint: disable=g-import-not-at-top
+  for i, nll in enumerate((100.0, 110.0)):
+    run = tmp_path / str(i)
+    run.mkdir()
+    (run / "config.yaml").write_text(f"seed: {i}\nname: vae\n")
+    (run / "summary.json").write_text(json.dumps({"eval/loss": nll + 1}))
+    (run / "eval.json").write_text(json.dumps({"test/nll_iwae": nll}))
+    (run / "metrics.jsonl").write_text("")
+  out = compare([str(tmp_path)])
+  table = open(os.path.join(out, "comparison.md")).read()
+  assert "test/nll_iwae" in table and "105 ± 7.1" in table

@@ -1,19 +1,27 @@
 """The training engine end to end on small data: outputs, 1-vs-4 devices, exact resume, NaN."""
 import json
 import os
+import signal
 
 import jax
 import numpy as np
 import pytest
 
 from ae_research import train_and_evaluate
-from ae_research.errors import CheckpointError, ConfigError, NonFiniteLossError
+from ae_research.errors import CheckpointError, ConfigError, Interrupted, NonFiniteLossError, UserError
 from ae_research.run_dir import load_run
-from ae_research.writers.jsonl import read_jsonl
+from ae_research.writers.jsonl import JsonlWriter, read_jsonl
+
+SPE = 1438 // 64  # digits, batch 64: 22 steps per epoch.
+QUIET = ["evaluation.enabled=false", "trainer.figures=false"]
 
 
 def _params(run_dir, devices=1):
   return jax.tree.map(np.asarray, jax.device_get(load_run(str(run_dir), devices=devices).state.params))
+
+
+def _leaves(run_dir):
+  return jax.tree.leaves(_params(run_dir))
 
 
 def test_outputs_and_falling_loss(make_cfg, tmp_path):
@@ -109,3 +117,50 @@ def test_every_optimizer_trains(make_cfg, tmp_path, optimizer):
                                          "trainer.figures=false"]), str(tmp_path))
   first = read_jsonl(tmp_path / "metrics.jsonl")[0]["train/loss"]
   assert summary["train/loss"] < first
+
+
+def test_eval_values_are_written_only_where_computed(make_cfg, tmp_path):
+  train_and_evaluate(make_cfg(QUIET + ["trainer.epochs=4", "trainer.eval_every_epochs=2"]), str(tmp_path))
+  records = read_jsonl(tmp_path / "metrics.jsonl")
+  assert [r["step"] for r in records if "eval/loss" in r] == [2 * SPE, 4 * SPE]
+  assert [r["step"] for r in records if "time/epoch_s" in r] == [SPE, 2 * SPE, 3 * SPE, 4 * SPE]
+
+
+def test_batch_level_terms_ignore_eval_padding(make_cfg, tmp_path):
+  """360 test digits: one eval batch of 360 (no padding) and one of 400 (40 padded rows) agree."""
+  sparse = QUIET + ["loss=sparse_kl", "model.code_activation=sigmoid", "model.output_activation=sigmoid",
+                    "dataset.scale=unit", "trainer.max_steps=10"]
+  exact = train_and_evaluate(make_cfg(sparse + ["trainer.eval_batch_size=360"]), str(tmp_path / "exact"))
+  padded = train_and_evaluate(make_cfg(sparse + ["trainer.eval_batch_size=400"]), str(tmp_path / "padded"))
+  assert padded["eval/sparsity"] == pytest.approx(exact["eval/sparsity"], rel=1e-5)
+  assert padded["eval/loss"] == pytest.approx(exact["eval/loss"], rel=1e-5)
+
+
+def test_init_from_takes_parameters_only_from_any_optimizer(make_cfg, tmp_path):
+  train_and_evaluate(make_cfg(QUIET + ["trainer.max_steps=10"]), str(tmp_path / "adam"))
+  train_and_evaluate(make_cfg(QUIET + ["trainer.epochs=0", "optimizer=sgd", f"trainer.init_from={tmp_path / 'adam'}"]),
+                     str(tmp_path / "sgd"))
+  for a, b in zip(_leaves(tmp_path / "sgd"), _leaves(tmp_path / "adam")):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(UserError, match=r"do not fit this model \(.*encoder"):
+    train_and_evaluate(make_cfg(QUIET + ["model.hidden=[16]", f"trainer.init_from={tmp_path / 'adam'}"]),
+                       str(tmp_path / "other"))
+
+
+def test_sigterm_in_an_epochs_last_chunk_keeps_its_evaluation(make_cfg, tmp_path, monkeypatch):
+  overrides = QUIET + ["trainer.epochs=2", "trainer.checkpoint_min_interval_s=0"]
+  train_and_evaluate(make_cfg(overrides), str(tmp_path / "ref"))
+  write = JsonlWriter.write_scalars
+
+  def write_and_signal(self, step, scalars):
+    write(self, step, scalars)
+    if step == 20 and "time/epoch_s" not in scalars:  # The chunk before epoch 1's last (22 steps, chunks of 5).
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(JsonlWriter, "write_scalars", write_and_signal)
+  with pytest.raises(Interrupted):
+    train_and_evaluate(make_cfg(overrides), str(tmp_path / "run"))
+  monkeypatch.setattr(JsonlWriter, "write_scalars", write)
+  train_and_evaluate(make_cfg(overrides + ["trainer.resume=true"]), str(tmp_path / "run"))
+  evals = lambda d: [(r["step"], r["eval/loss"]) for r in read_jsonl(d / "metrics.jsonl") if "eval/loss" in r]
+  assert evals(tmp_path / "run") == evals(tmp_path / "ref") and len(evals(tmp_path / "ref")) == 2

@@ -18,7 +18,6 @@ import statistics
 import time
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,11 +26,12 @@ from ae_research.checkpoint import Checkpointer
 from ae_research.config import build
 from ae_research.errors import NonFiniteLossError, UserError
 from ae_research.population.members import differing_keys
-from ae_research.sharding import check_divisible, local_mesh, make_mesh, put_replicated, to_host
+from ae_research.sharding import check_divisible, make_mesh, to_host
 from ae_research.training.actions import Checkpoint, Evaluate, StopOnSignal, WriteEpochRecord
 from ae_research.training.programs import CannotShare, Programs
 from ae_research.training.resume import initial_state
 from ae_research.training.setup import Setup, setup
+from ae_research.training.summary import final_evaluation, run_summary
 from ae_research.writers import create_writer, resolve_mode
 
 log = logging.getLogger("ae_research")
@@ -75,7 +75,10 @@ def _build(cfgs: Sequence[DictConfig]) -> List[Union[Setup, Exception]]:
   built = [s for s in out if isinstance(s, Setup)]
   if built and len(built) != len(cfgs):  # Fewer members: the population axis may change.
     mesh = make_mesh(cfgs[0].trainer.devices, members=len(built))
-    check_divisible(built[0].data.batch_size, mesh)
+    try:
+      check_divisible(built[0].data.batch_size, mesh)
+    except UserError as e:
+      raise CannotShare(str(e)) from None
     out = [dataclasses.replace(s, mesh=mesh) if isinstance(s, Setup) else s for s in out]
   return out
 
@@ -103,9 +106,14 @@ def train(cfgs: Sequence[DictConfig], workdirs: Sequence[str], setups: Optional[
              dict(programs.mesh.shape), ", ".join(differ))
   try:
     for m in members:
-      m.workdir = run_dir.prepare(m.workdir)
-      m.ckpt = Checkpointer(os.path.join(m.workdir, "checkpoints"), keep=m.cfg.trainer.keep_checkpoints)
-      m.state = initial_state(m.setup, m.cfg, m.ckpt, m.workdir)
+      try:
+        m.workdir = run_dir.prepare(m.workdir)
+        m.ckpt = Checkpointer(os.path.join(m.workdir, "checkpoints"), keep=m.cfg.trainer.keep_checkpoints)
+        m.state = initial_state(m.setup, m.cfg, m.ckpt, m.workdir)
+      except UserError as e:  # One member's run directory refuses: each run then reports for itself.
+        if len(members) == 1:
+          raise
+        raise CannotShare(f"{m.workdir}: {e}") from None
     if len({int(to_host(m.state.step)) for m in members}) > 1:
       raise CannotShare("the members resume from different steps")
     loop = _Loop(members, programs)
@@ -149,7 +157,7 @@ class _Loop:
                     Checkpoint(self.plan.checkpoint_every_steps, last, tcfg.checkpoint_min_interval_s)]
     self.rates: List[float] = []  # Samples/s of each period between syncs (compilation excluded).
     self.evaluated_at: Optional[int] = None
-    self._period = (self.step, time.perf_counter(), 0.0)  # (first step, start time, compile seconds before).
+    self._start_period()  # self._period: (first step, start time, compile seconds so far).
 
   @property
   def alive(self) -> List[int]:
@@ -162,8 +170,8 @@ class _Loop:
     """Compiles the first chunk (other lengths compile when first met; compilation is never timed as steps)."""
     if self.step < self.plan.total_steps:
       self.orders = self.programs.orders(self.states, self.step)
-      self.programs.chunk_program(self._next_end() - self.step, self.states, self.orders)
-    self._period = (self.step, time.perf_counter(), self.programs.compile_s)
+      self.programs.chunk_program(self.step, self._next_end() - self.step, self.states, self.orders)
+    self._start_period()
 
   def run(self, stop: StopOnSignal) -> None:
     pending = None  # The chunk in flight: (metrics on device, first step, length, dispatch time).
@@ -184,6 +192,7 @@ class _Loop:
         for action in self.actions:
           action(self, self.step)
         stop(self, self.step)
+        self._start_period()  # Evaluation and checkpoints are not training time.
     if pending is not None:
       self._log_chunk(*pending)
     if self.evaluated_at is None and self.alive:  # Nothing left to train (a finished run resumed, or epochs=0).
@@ -224,6 +233,8 @@ class _Loop:
     for i in self.alive:
       m = self.members[i]
       m.train_loss, m.period_loss = m.period_loss / steps, 0.0
+
+  def _start_period(self) -> None:
     self._period = (self.step, time.perf_counter(), self.programs.compile_s)
 
   # --- What the actions call. ---
@@ -271,28 +282,6 @@ class _Loop:
       m.writer.write_summary(summary)
       summaries.append(summary)
     return summaries
-
-
-def final_evaluation(cfg, s: Setup, params, workdir: str, step: int, writer) -> Dict[str, Any]:
-  """eval.json and the figures (also to the writer), on process 0's own devices (no collectives)."""
-  if not (cfg.evaluation.enabled and distributed.is_main_process()):
-    return {}
-  # Imported here: scikit-learn and matplotlib cost ~2 s of start-up that evaluation-free runs skip.
-  from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
-  here = dataclasses.replace(s, mesh=local_mesh(s.mesh))
-  metrics, figures = evaluate_and_draw(cfg, here, put_replicated(params, here.mesh), workdir, step)
-  writer.write_images(step, figures)
-  return {k: v for k, v in metrics.items() if k != "step"}
-
-
-def run_summary(cfg, s: Setup, step: int, n_devices: int, compile_s: float, rates, train_loss,
-                metrics: Dict[str, Any]) -> Dict[str, Any]:
-  """summary.json: where the run ended, its speed (median period after the first) and its metrics."""
-  steady = rates[1:] or rates
-  return {"name": cfg.name, "dataset": s.data.name, "step": step, "trainer/epochs": cfg.trainer.epochs,
-          "trainer/max_steps": cfg.trainer.max_steps, "epoch": s.plan.epoch_of(step), "n_devices": n_devices,
-          "time/compile_s": compile_s, "train/samples_per_s": statistics.median(steady) if steady else None,
-          "train/loss": train_loss, **metrics}
 
 
 def train_one(cfg: DictConfig, workdir: str, s: Optional[Setup] = None) -> Dict[str, Any]:

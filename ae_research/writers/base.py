@@ -4,10 +4,7 @@ from typing import Any, Mapping, Sequence
 
 
 class MetricWriter(abc.ABC):
-  """Receives config, scalars, images (PNG paths) and the final summary."""
-
-  def write_config(self, config: Mapping[str, Any]) -> None:
-    pass
+  """Receives scalars, images (PNG paths) and the final summary (W&B gets the config at start)."""
 
   @abc.abstractmethod
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
@@ -31,10 +28,6 @@ class MultiWriter(MetricWriter):
 
   def __init__(self, writers: Sequence[MetricWriter]):
     self.writers = list(writers)
-
-  def write_config(self, config):
-    for w in self.writers:
-      w.write_config(config)
 
   def write_scalars(self, step, scalars):
     for w in self.writers:

@@ -73,10 +73,6 @@ class WandbWriter(MetricWriter):
     except Exception as e:  # pylint: disable=broad-except
       self._fail(what, e)
 
-  @property
-  def run_dir(self) -> Optional[str]:
-    return None if self._run is None else os.path.dirname(self._run.dir)
-
   def write_scalars(self, step, scalars):
     self._call("log", lambda: self._run.log(dict(scalars), step=int(step)))
 

@@ -1,0 +1,30 @@
+"""What a finished run leaves behind: eval.json and figures (process 0), and summary.json's contents."""
+import dataclasses
+import statistics
+from typing import Any, Dict
+
+from ae_research import distributed
+from ae_research.sharding import local_mesh, put_replicated
+from ae_research.training.setup import Setup
+
+
+def final_evaluation(cfg, s: Setup, params, workdir: str, step: int, writer) -> Dict[str, Any]:
+  """eval.json and the figures (also to the writer), on process 0's own devices (no collectives)."""
+  if not (cfg.evaluation.enabled and distributed.is_main_process()):
+    return {}
+  # Imported here: scikit-learn and matplotlib cost ~2 s of start-up that evaluation-free runs skip.
+  from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
+  here = dataclasses.replace(s, mesh=local_mesh(s.mesh))
+  metrics, figures = evaluate_and_draw(cfg, here, put_replicated(params, here.mesh), workdir, step)
+  writer.write_images(step, figures)
+  return {k: v for k, v in metrics.items() if k != "step"}
+
+
+def run_summary(cfg, s: Setup, step: int, n_devices: int, compile_s: float, rates, train_loss,
+                metrics: Dict[str, Any]) -> Dict[str, Any]:
+  """summary.json: where the run ended, its speed (median period after the first) and its metrics."""
+  steady = rates[1:] or rates
+  return {"name": cfg.name, "dataset": s.data.name, "step": step, "trainer/epochs": cfg.trainer.epochs,
+          "trainer/max_steps": cfg.trainer.max_steps, "epoch": s.plan.epoch_of(step), "n_devices": n_devices,
+          "time/compile_s": compile_s, "train/samples_per_s": statistics.median(steady) if steady else None,
+          "train/loss": train_loss, **metrics}

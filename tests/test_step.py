@@ -1,0 +1,110 @@
+"""The step functions and the compiled programs, under jit: a chunk equals its steps (also across
+an epoch boundary), epoch orders are permutations, update masks freeze, masked evaluation
+ignores padding, and a one-member population is the single-run program."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from ae_research.batched import batch_split, masked_mean, scan_batches
+from ae_research.models import StackedAutoencoder
+from ae_research.sharding import make_mesh, put_replicated
+from ae_research.state import create_train_state, step_key
+from ae_research.step import epoch_order, flatten_rows, gather, make_loss_fn, make_train_step
+from ae_research.training.programs import Programs
+from ae_research.training.setup import setup
+
+SPE = 1438 // 64  # digits, batch 64.
+
+
+def _copy(tree):
+  return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+
+
+def _single_steps(s, state, first, count):
+  """`count` steps from `first`, one jitted step at a time, batches taken from the epoch orders."""
+  rows, shapes = flatten_rows(s.data.train)
+  step = jax.jit(make_train_step(s.loss_fn(), s.tx, s.update_mask))
+  losses = []
+  for k in range(first, first + count):
+    order = epoch_order(state.rng, k // SPE, s.data.num_train, s.plan.batch_size)
+    batch = gather(jax.device_put(rows), order[k % SPE], s.mesh, shapes)
+    state, metrics = step(state, batch, step_key(state.rng, state.step))
+    losses.append(float(metrics["loss"]))
+  return state, np.array(losses)
+
+
+@pytest.mark.parametrize("first, length", [(0, 7), (SPE - 3, SPE + 6)], ids=["within_epoch", "across_epochs"])
+def test_a_chunk_equals_its_single_steps(make_cfg, first, length):
+  s = setup(make_cfg(["model.hidden=[16]"]), devices=1)
+  programs = Programs([s], [0])
+  state = put_replicated(create_train_state(s.params, s.tx, 0), s.mesh)
+  state, _ = _single_steps(s, state, 0, first)  # Reach `first` step by step.
+  want, want_losses = _single_steps(s, _copy(state), first, length)
+  got, _, metrics = programs.run_chunk(_copy(state), programs.orders(state, first), first, length)
+  assert int(got.step) == first + length
+  np.testing.assert_allclose(np.asarray(metrics["loss"]), want_losses, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), got.params, want.params)
+
+
+def test_epoch_order_is_a_permutation_redrawn_each_epoch():
+  order = jax.jit(epoch_order, static_argnums=(2, 3))
+  rng = jax.random.PRNGKey(3)
+  first, again, second = (np.asarray(order(rng, e, 1000, 64)) for e in (0, 0, 1))
+  assert first.shape == (15, 64)  # Drop-remainder: 15 full batches.
+  assert len(np.unique(first)) == first.size and first.min() >= 0 and first.max() < 1000
+  np.testing.assert_array_equal(first, again)  # A function of (key, epoch) alone: resume redraws it exactly.
+  assert not np.array_equal(first, second)
+
+
+def test_update_mask_freezes_parameters_even_with_weight_decay():
+  model = StackedAutoencoder((6,), sizes=[5, 3], stage=2, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model, nnx.Param)
+  tx = optax.adamw(0.1, weight_decay=0.5)
+  step = jax.jit(make_train_step(make_loss_fn(graphdef, _squared_objective()), tx, model.update_mask(params)))
+  state = create_train_state(params, tx, 0)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (8, 6))
+  for _ in range(3):
+    state, _ = step(state, {"image": x}, jax.random.PRNGKey(2))
+  for group, layer, trained in (("encoders", 0, False), ("decoders", 0, False), ("encoders", 1, True)):
+    before, after = params[group][layer]["kernel"][...], state.params[group][layer]["kernel"][...]
+    assert np.array_equal(before, after) != trained, (group, layer)
+
+
+def _squared_objective():
+  from ae_research.losses import KLSparsity, Objective, SquaredError  # pylint: disable=g-import-not-at-top
+  return Objective({"sq": SquaredError(), "kl": KLSparsity(0.2)})
+
+
+def test_masked_evaluation_ignores_padded_rows():
+  """Per-example and batch-level (KL sparsity) terms over a padded split equal the unpadded values."""
+  model = StackedAutoencoder((6,), sizes=[4], rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model, nnx.Param)
+  loss_fn = make_loss_fn(graphdef, _squared_objective())
+  x = np.asarray(jax.random.uniform(jax.random.PRNGKey(0), (10, 6)))
+  mesh = make_mesh(1)
+
+  @jax.jit
+  def evaluate(batches):
+    per_batch = scan_batches(lambda b, r: loss_fn(params, b, r)[1], batches, mesh, jax.random.PRNGKey(0))
+    return masked_mean(per_batch, batches)
+
+  exact = evaluate(batch_split({"image": x}, 10))  # One batch, no padding.
+  padded = evaluate(batch_split({"image": x}, 16))  # One batch with 6 zero rows.
+  assert batch_split({"image": x}, 16)["mask"].sum() == 10
+  for key in ("sq", "kl", "loss"):
+    assert float(padded[key]) == pytest.approx(float(exact[key]), rel=1e-6), key
+
+
+def test_one_member_population_program_equals_the_single_run_program(make_cfg):
+  s = setup(make_cfg(["model.hidden=[16]"]), devices=1)
+  state = put_replicated(create_train_state(s.params, s.tx, 0), s.mesh)
+  plain, stacked = Programs([s], [0]), Programs([s], [0], stacked=True)
+  a, _, losses_a = plain.run_chunk(_copy(state), plain.orders(state, 0), 0, 10)
+  b_states = stacked.place([_copy(state)])
+  b, _, losses_b = stacked.run_chunk(b_states, stacked.orders(b_states, 0), 0, 10)
+  np.testing.assert_allclose(np.asarray(losses_a["loss"]), np.asarray(losses_b["loss"])[:, 0], rtol=1e-6)
+  jax.tree.map(lambda p, q: np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-7), a.params,
+               stacked.member_state(b, 0).params)
