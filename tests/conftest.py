@@ -9,6 +9,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettemp
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Data-only evaluation baselines are cached too (tests of the cache itself point it elsewhere).
+os.environ.setdefault("AE_CACHE_DIR", os.path.join(tempfile.gettempdir(), "ae-research-test-cache"))
 
 import pytest  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 

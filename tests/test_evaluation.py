@@ -10,6 +10,7 @@ from flax import nnx
 
 from ae_research import train_and_evaluate
 from ae_research.batched import BatchedApply
+from ae_research.evaluation import baselines
 from ae_research.evaluation import metrics as metrics_lib
 from ae_research.evaluation import probes
 from ae_research.models import VAE
@@ -23,6 +24,51 @@ def test_pca_baseline_matches_svd():
   _, _, vt = np.linalg.svd(train - mean, full_matrices=False)
   proj = (test - mean) @ vt[:3].T @ vt[:3] + mean
   assert probes.pca_reconstruction_mse(train, test, 3) == pytest.approx(np.mean((proj - test) ** 2), rel=1e-4)
+
+
+def test_probes_agree_with_scikit_learn_on_digits():
+  """The on-device probes against the scikit-learn estimators they replace, on real data."""
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  from sklearn.decomposition import PCA  # pylint: disable=g-import-not-at-top
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+  from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor  # pylint: disable=g-import-not-at-top
+  from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
+  from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
+  digits = load_digits()
+  x, y = digits.data.astype(np.float32) / 16, digits.target
+  xtr, ytr, xte, yte = x[:1400], y[:1400], x[1400:], y[1400:]
+  linear = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(xtr, ytr).score(xte, yte)
+  assert probes.linear_probe_accuracy(xtr, ytr, xte, yte) == pytest.approx(linear, abs=0.01)
+  assert probes.knn_accuracy(xtr, ytr, xte, yte, k=5) == pytest.approx(
+      KNeighborsClassifier(5).fit(xtr, ytr).score(xte, yte), abs=0.01)
+  pca = PCA(5).fit(xtr)
+  assert probes.pca_reconstruction_mse(xtr, xte, 5) == pytest.approx(
+      np.mean((pca.inverse_transform(pca.transform(xte)) - xte) ** 2), rel=1e-4)
+  fit, score = np.random.default_rng(0).permutation(len(x))[:898], np.random.default_rng(0).permutation(len(x))[898:]
+  r2 = KNeighborsRegressor(10).fit(x[fit], y[fit]).score(x[score], y[score])
+  assert probes.knn_regression_r2(x, y.astype(np.float32), k=10, seed=0) == pytest.approx(r2, abs=0.01)
+
+
+def test_baselines_are_computed_once_per_data_and_setting(tmp_path, monkeypatch):
+  monkeypatch.setenv("AE_CACHE_DIR", str(tmp_path))
+  calls = []
+  compute = lambda: calls.append(1) or {"value": float(len(calls))}
+  data = np.arange(12, dtype=np.float32).reshape(3, 4)
+  first = baselines.cached("toy", {"k": 5}, [data], compute)
+  assert baselines.cached("toy", {"k": 5}, [data.copy()], compute) == first and len(calls) == 1  # A hit.
+  changed = data.copy()
+  changed[1, 2] += 1e-3  # One value of the data set: a different entry.
+  assert baselines.cached("toy", {"k": 5}, [changed], compute) == {"value": 2.0}
+  assert baselines.cached("toy", {"k": 7}, [data], compute) == {"value": 3.0}  # Another setting.
+  assert baselines.cached("toy", {"k": 5}, [data.reshape(4, 3)], compute) == {"value": 4.0}  # Same bytes, new shape.
+  assert baselines.cached("toy", {"k": 5}, [data], compute, enabled=False) == {"value": 5.0}
+  assert len(list((tmp_path / "baselines").iterdir())) == 4
+  # A real baseline: the second call reads the file instead of fitting.
+  rng = np.random.default_rng(0)
+  train, test = rng.normal(size=(200, 6)).astype(np.float32), rng.normal(size=(50, 6)).astype(np.float32)
+  value = baselines.pca_mse(train, test, 2)
+  monkeypatch.setattr(probes, "pca_reconstruction_mse", lambda *a, **k: pytest.fail("recomputed a cached baseline"))
+  assert baselines.pca_mse(train, test, 2) == value
 
 
 def test_retrieval_precision_and_neighbours():

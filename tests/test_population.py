@@ -126,3 +126,12 @@ def test_checkpoint_throttle_survives_member_0_failing(make_cfg, tmp_path, monke
   saved = sorted(int(d) for d in os.listdir(tmp_path / "1" / "checkpoints") if d.isdigit())
   assert saved == [2 * SPE, 4 * SPE, 6 * SPE]
   del ae_research
+
+
+def test_a_one_member_population_is_the_standalone_run(make_cfg, tmp_path):
+  cfg = make_cfg(QUIET + ["trainer.max_steps=30", "seed=5"])
+  (result,) = train_runs([cfg], [str(tmp_path / "population")])
+  alone = train_and_evaluate(cfg, str(tmp_path / "alone"))
+  assert result["eval/loss"] == alone["eval/loss"]
+  for a, b in zip(jax_leaves(_params(tmp_path / "population")), jax_leaves(_params(tmp_path / "alone"))):
+    np.testing.assert_array_equal(a, b)

@@ -45,6 +45,9 @@ class TrainerConfig:
   figure_examples: int = 10
   init_from: Optional[str] = None  # Run directory whose latest parameters initialise this run.
   greedy_epochs: int = 0  # Stacked models: epochs of greedy pre-training per layer before fine-tuning.
+  # JAX's persistent compilation cache in $AE_CACHE_DIR/xla (or JAX_COMPILATION_CACHE_DIR): a repeated
+  # run of the same config compiles nothing.
+  compilation_cache: bool = True
   distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
 
 
@@ -121,6 +124,7 @@ class EvaluationConfig:
   probe_max_train: int = 10_000  # Training examples the probes fit on.
   knn_k: int = 5
   retrieval_queries: int = 1000
+  cache: bool = True  # Reuse data-only baselines (raw-pixel probes, PCA) from $AE_CACHE_DIR (~/.cache/ae-research).
 
 
 @dataclasses.dataclass

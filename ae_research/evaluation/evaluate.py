@@ -3,13 +3,15 @@
 Runs at the end of every training run and from `ae-eval run_dir=PATH` on a saved run.
 """
 import os
-from typing import Any, Dict, Tuple
+import time
+from typing import Any, Dict, MutableMapping, Optional, Tuple
 
 import jax
 import numpy as np
 
 from ae_research import batched
 from ae_research.batched import BatchedApply
+from ae_research.evaluation import baselines
 from ae_research.evaluation import metrics as metrics_lib
 from ae_research.evaluation import probes
 from ae_research.figures.curves import training_curves
@@ -20,6 +22,12 @@ from ae_research.figures.retrieval import retrieval_figure
 from ae_research.losses.regularizers import Contractive
 from ae_research.run_dir import write_json
 from ae_research.writers.jsonl import read_jsonl
+
+
+# The probes' examples (training subset, retrieval queries, regression halves) do not follow the
+# run's seed: runs with different seeds are probed on the same examples, and the raw-pixel
+# baselines are one computation per data set (cached, see baselines.py).
+PROBE_SEED = 0
 
 
 def _limit(split: Dict[str, np.ndarray], n) -> Dict[str, np.ndarray]:
@@ -42,24 +50,23 @@ def compute_metrics(cfg, s, params) -> Tuple[Dict[str, Any], Dict[str, np.ndarra
   codes = per_example["code"]
   input_dim = int(np.prod(data.image_shape))
   if not data.has_paired_targets and codes.shape[1] < input_dim and s.corruption is None:
-    out["baseline/pca_mse"] = probes.pca_reconstruction_mse(data.train["image"], test["image"], codes.shape[1],
-                                                            seed=cfg.seed)
+    out["baseline/pca_mse"] = baselines.pca_mse(data.train["image"], test["image"], codes.shape[1],
+                                                 seed=PROBE_SEED, enabled=ecfg.cache)
     out["test/mse_over_pca_mse"] = out["test/mse"] / out["baseline/pca_mse"]
   if data.has_paired_targets and test["target"].shape[-1] == 3 and test["image"].shape[-1] == 1:
     # Colourisation baseline: the grey input copied to the three channels.
     out["baseline/grey_as_colour_mse"] = float(np.mean(np.square(np.repeat(test["image"], 3, -1) - test["target"])))
   if data.label_kind == "ordinal":  # A quantity (block height): is it a function of the code?
-    out[f"codes/knn_r2_{data.label_name}"] = probes.knn_regression_r2(codes, test["label"], seed=cfg.seed)
+    out[f"codes/knn_r2_{data.label_name}"] = probes.knn_regression_r2(codes, test["label"], seed=PROBE_SEED)
   if data.labels_are_classes and ecfg.probes:
-    rows = np.random.default_rng(cfg.seed).permutation(data.num_train)[:ecfg.probe_max_train]
+    rows = probes.subset(data.num_train, ecfg.probe_max_train, PROBE_SEED)
     train_x, train_y = data.train["image"][rows], data.train["label"][rows]
     train_codes = apply.images(batched.codes, params, train_x)
-    for name, (tr, te) in {"codes": (train_codes, codes), "pixels": (train_x, test["image"])}.items():
-      out[f"probe/linear_{name}"] = probes.linear_probe_accuracy(tr, train_y, te, test["label"], seed=cfg.seed)
-      out[f"probe/knn{ecfg.knn_k}_{name}"] = probes.knn_accuracy(tr, train_y, te, test["label"], k=ecfg.knn_k,
-                                                                  seed=cfg.seed)
+    out["probe/linear_codes"] = probes.linear_probe_accuracy(train_codes, train_y, codes, test["label"])
+    out[f"probe/knn{ecfg.knn_k}_codes"] = probes.knn_accuracy(train_codes, train_y, codes, test["label"], k=ecfg.knn_k)
+    out.update(baselines.pixel_probes(train_x, train_y, test["image"], test["label"], ecfg.knn_k, enabled=ecfg.cache))
     for k, p in probes.retrieval_precision(codes, test["label"], num_queries=ecfg.retrieval_queries,
-                                           seed=cfg.seed).items():
+                                           seed=PROBE_SEED).items():
       out[f"retrieval/precision@{k}"] = p
   return out, per_example
 
@@ -118,11 +125,18 @@ def first_layer_filters(s, params):
   return None if kernel is None else np.asarray(kernel)
 
 
-def evaluate_and_draw(cfg, s, params, workdir: str, step: int) -> Tuple[Dict[str, Any], Dict[str, str]]:
-  """Metrics (also written to eval.json, atomically) and figures of a trained model."""
+def evaluate_and_draw(cfg, s, params, workdir: str, step: int,
+                      seconds: Optional[MutableMapping[str, float]] = None) -> Tuple[Dict[str, Any], Dict[str, str]]:
+  """Metrics (also written to eval.json, atomically) and figures of a trained model; their wall
+  times are added to `seconds` ("eval", "figures") when given."""
+  seconds = {} if seconds is None else seconds
   os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+  t = time.perf_counter()
   out, per_example = compute_metrics(cfg, s, params)
   out["step"] = int(step)
   write_json(os.path.join(workdir, "eval.json"), out)
+  seconds["eval"] = seconds.get("eval", 0.0) + time.perf_counter() - t
+  t = time.perf_counter()
   figures = draw_figures(cfg, s, params, per_example, workdir) if cfg.trainer.figures else {}
+  seconds["figures"] = seconds.get("figures", 0.0) + time.perf_counter() - t
   return out, figures

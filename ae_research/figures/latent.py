@@ -3,8 +3,7 @@ from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.decomposition import PCA
-
+from ae_research.evaluation.probes import pca_project
 from ae_research.figures import save_figure
 
 
@@ -15,7 +14,7 @@ def code_scatter(codes: np.ndarray, labels: np.ndarray, path: str, label_name: s
   codes = codes.reshape(len(codes), -1)
   axes = ("z[0]", "z[1]")
   if codes.shape[1] > 2:
-    codes = PCA(n_components=2).fit_transform(codes)
+    codes = pca_project(codes, 2)
     axes = ("PC 1 of codes", "PC 2 of codes")
   elif codes.shape[1] == 1:
     codes = np.concatenate([codes, np.zeros_like(codes)], axis=1)

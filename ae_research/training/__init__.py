@@ -4,9 +4,8 @@ from typing import Any, Dict
 
 from omegaconf import DictConfig
 
-from ae_research import distributed
 from ae_research.training.greedy import pretrain_layers
-from ae_research.training.loop import checked_setup, train, train_one
+from ae_research.training.loop import checked_setup, start_runtime, train, train_one
 
 
 def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
@@ -15,7 +14,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
   With `trainer.greedy_epochs > 0` and a stacked model, the layers are first pre-trained
   one at a time (runs in `workdir/pretrain/layer_<k>`), and this run fine-tunes the stack.
   """
-  distributed.initialize(cfg.trainer.get("distributed"))
+  start_runtime(cfg)
   s = checked_setup(cfg)  # Bad input fails here, before any run directory is touched.
   if cfg.trainer.greedy_epochs > 0:
     cfg = pretrain_layers(cfg, workdir, s.model)

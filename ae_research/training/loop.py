@@ -11,6 +11,7 @@ as if it had trained alone; a member whose loss turns NaN stops alone (its state
 saved again). Only process 0 writes files other than checkpoints (which orbax writes
 collectively).
 """
+import collections
 import dataclasses
 import logging
 import os
@@ -22,6 +23,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ae_research import distributed, run_dir
+from ae_research.cache import enable_compilation_cache
 from ae_research.checkpoint import Checkpointer
 from ae_research.config import build
 from ae_research.errors import NonFiniteLossError, UserError
@@ -31,7 +33,7 @@ from ae_research.training.actions import Checkpoint, Evaluate, StopOnSignal, Wri
 from ae_research.training.programs import CannotShare, Programs
 from ae_research.training.resume import initial_state
 from ae_research.training.setup import Setup, setup
-from ae_research.training.summary import final_evaluation, run_summary
+from ae_research.training.summary import final_evaluation, run_summary, seconds_since_process_start
 from ae_research.writers import create_writer, resolve_mode
 
 log = logging.getLogger("ae_research")
@@ -50,6 +52,12 @@ class Member:
   period_loss: float = 0.0  # Sum of the training losses since the last epoch record.
   eval_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
   train_loss: Optional[float] = None  # Mean training loss of the last period.
+
+
+def start_runtime(cfg: DictConfig) -> None:
+  """What must happen before anything touches a device: `jax.distributed`, the compilation cache."""
+  distributed.initialize(cfg.trainer.get("distributed"))
+  enable_compilation_cache(cfg.trainer.compilation_cache)
 
 
 def checked_setup(cfg: DictConfig, **kwargs) -> Setup:
@@ -92,7 +100,7 @@ def train(cfgs: Sequence[DictConfig], workdirs: Sequence[str], setups: Optional[
   `Interrupted` on SIGTERM/SIGINT after saving every member's checkpoint.
   """
   t_start = time.perf_counter()
-  distributed.initialize(cfgs[0].trainer.get("distributed"))
+  start_runtime(cfgs[0])
   built = list(setups) if setups is not None else _build(cfgs)
   results: List[Result] = [s if isinstance(s, Exception) else None for s in built]
   index = [i for i, s in enumerate(built) if isinstance(s, Setup)]
@@ -156,6 +164,8 @@ class _Loop:
                     WriteEpochRecord(self.plan.sync_every_steps, last),
                     Checkpoint(self.plan.checkpoint_every_steps, last, tcfg.checkpoint_min_interval_s)]
     self.rates: List[float] = []  # Samples/s of each period between syncs (compilation excluded).
+    self.seconds = collections.Counter()  # Wall time by phase: train, eval, checkpoint, figures.
+    self.to_first_step_s: Optional[float] = None
     self.evaluated_at: Optional[int] = None
     self._start_period()  # self._period: (first step, start time, compile seconds so far).
 
@@ -171,9 +181,19 @@ class _Loop:
     if self.step < self.plan.total_steps:
       self.orders = self.programs.orders(self.states, self.step)
       self.programs.chunk_program(self.step, self._next_end() - self.step, self.states, self.orders)
+    self.programs.compile_evaluate(self.states)
     self._start_period()
 
   def run(self, stop: StopOnSignal) -> None:
+    t_run, compiled, outside = time.perf_counter(), self.programs.compile_s, sum(self.seconds.values())
+    self.to_first_step_s = seconds_since_process_start()
+    try:
+      self._run(stop)
+    finally:  # Training time: the loop's wall time but compilation, evaluation and checkpoints.
+      self.seconds["train"] += (time.perf_counter() - t_run - (self.programs.compile_s - compiled)
+                                - (sum(self.seconds.values()) - outside))
+
+  def _run(self, stop: StopOnSignal) -> None:
     pending = None  # The chunk in flight: (metrics on device, first step, length, dispatch time).
     while self.step < self.plan.total_steps and self.alive:
       end = self._next_end()
@@ -239,9 +259,11 @@ class _Loop:
 
   # --- What the actions call. ---
   def evaluate(self, step: int) -> None:
+    t = time.perf_counter()
     for m, metrics in zip(self.members, self.programs.evaluate(self.states)):
       m.eval_metrics = metrics
     self.evaluated_at = step
+    self.seconds["eval"] += time.perf_counter() - t
 
   def write_epoch_record(self, step: int) -> None:
     for i in self.alive:
@@ -250,8 +272,10 @@ class _Loop:
       m.writer.write_scalars(step, {**record, **(m.eval_metrics if self.evaluated_at == step else {})})
 
   def save_checkpoints(self) -> None:
+    t = time.perf_counter()
     for i in self.alive:
       self.members[i].ckpt.save(self.programs.member_state(self.states, i))
+    self.seconds["checkpoint"] += time.perf_counter() - t
 
   def flush(self) -> None:
     for i in self.alive:
@@ -273,9 +297,11 @@ class _Loop:
         summaries.append(None)
         continue
       params = to_host(self.programs.member_state(self.states, i).params)
-      final = final_evaluation(m.cfg, m.setup, params, m.workdir, self.step, m.writer)
+      final = final_evaluation(m.cfg, m.setup, params, m.workdir, self.step, m.writer, self.seconds)
       summary = run_summary(m.cfg, m.setup, self.step, int(self.programs.mesh.devices.size),
                             self.programs.compile_s, self.rates, m.train_loss, {**m.eval_metrics, **final})
+      summary.update({f"time/{phase}_s": s for phase, s in self.seconds.items()})
+      summary["time/to_first_step_s"] = self.to_first_step_s
       if k > 1:
         summary.update({"population/size": k, "population/mesh": dict(self.programs.mesh.shape),
                         "population/samples_per_s": k * statistics.median(steady) if steady else None})

@@ -159,6 +159,14 @@ class Programs:
     """The epoch order of the epoch that step `step` lies in."""
     return self._order(states.rng, jnp.int32(step // self.plan.steps_per_epoch))
 
+  def compile_evaluate(self, states: TrainState) -> None:
+    """Compiles the evaluation ahead of time (timed as compilation, not evaluation)."""
+    if not hasattr(self._evaluate, "lower"):
+      return
+    t = time.perf_counter()
+    self._evaluate = self._evaluate.lower(states.params, states.step, self.eval_rngs, self.hps, self.test).compile()
+    self.compile_s += time.perf_counter() - t
+
   def evaluate(self, states: TrainState) -> List[Dict[str, float]]:
     """Each member's eval/* metrics: its objective on the (corrupted, as in training) test split."""
     metrics = self._evaluate(states.params, states.step, self.eval_rngs, self.hps, self.test)

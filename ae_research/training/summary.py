@@ -1,21 +1,35 @@
 """What a finished run leaves behind: eval.json and figures (process 0), and summary.json's contents."""
 import dataclasses
+import os
 import statistics
-from typing import Any, Dict
+from typing import Any, Dict, MutableMapping, Optional
 
 from ae_research import distributed
 from ae_research.sharding import local_mesh, put_replicated
 from ae_research.training.setup import Setup
 
 
-def final_evaluation(cfg, s: Setup, params, workdir: str, step: int, writer) -> Dict[str, Any]:
-  """eval.json and the figures (also to the writer), on process 0's own devices (no collectives)."""
+def seconds_since_process_start() -> Optional[float]:
+  """Wall seconds since this process started (Linux; None elsewhere): what start-up costs."""
+  try:
+    with open("/proc/self/stat") as f:
+      start_ticks = float(f.read().rsplit(")", 1)[1].split()[19])  # Field 22, starttime.
+    with open("/proc/uptime") as f:
+      return float(f.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+  except (OSError, ValueError, IndexError):
+    return None
+
+
+def final_evaluation(cfg, s: Setup, params, workdir: str, step: int, writer,
+                     seconds: MutableMapping[str, float]) -> Dict[str, Any]:
+  """eval.json and the figures (also to the writer), on process 0's own devices (no collectives);
+  adds their wall time to `seconds` ("eval", "figures")."""
   if not (cfg.evaluation.enabled and distributed.is_main_process()):
     return {}
   # Imported here: scikit-learn and matplotlib cost ~2 s of start-up that evaluation-free runs skip.
   from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
   here = dataclasses.replace(s, mesh=local_mesh(s.mesh))
-  metrics, figures = evaluate_and_draw(cfg, here, put_replicated(params, here.mesh), workdir, step)
+  metrics, figures = evaluate_and_draw(cfg, here, put_replicated(params, here.mesh), workdir, step, seconds)
   writer.write_images(step, figures)
   return {k: v for k, v in metrics.items() if k != "step"}
 

@@ -2,8 +2,7 @@
 import os
 from typing import Any, Mapping
 
-import jax
-
+from ae_research.distributed import is_main_process
 from ae_research.writers.base import MetricWriter, MultiWriter, NullWriter
 from ae_research.writers.console import ConsoleWriter
 from ae_research.writers.jsonl import JsonlWriter
@@ -13,7 +12,7 @@ from ae_research.writers.wandb_writer import WandbWriter, resolve_mode  # noqa: 
 def create_writer(logger_cfg: Any, workdir: str, config: Mapping[str, Any], total_steps: int,
                   initial_step: int, label: str = "") -> MetricWriter:
   """The writers the config asks for; only process 0 writes anything. `label` prefixes console lines."""
-  if jax.process_index() != 0:
+  if not is_main_process():
     return NullWriter()
   writers = [ConsoleWriter(total_steps, initial_step, enabled=logger_cfg.progress, label=label)]
   if logger_cfg.jsonl:

@@ -3,8 +3,10 @@ outputs (metrics.jsonl, summary.json, figures, checkpoints) never depend on it."
 import logging
 import netrc
 import os
+import queue
 import secrets
-from typing import Any, Mapping, Optional, Sequence
+import threading
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from ae_research.errors import ConfigError
 from ae_research.writers.base import MetricWriter
@@ -38,50 +40,66 @@ def _has_api_key() -> bool:
 
 
 class WandbWriter(MetricWriter):
-  """One W&B run per run directory; a resumed run continues the same W&B run id."""
+  """One W&B run per run directory; a resumed run continues the same W&B run id.
+
+  Every W&B call runs on one background thread, in order: its start-up (importing wandb and
+  starting its service process, 1-2 s) overlaps compilation and training, and a slow or
+  unreachable server never stalls the training loop. `flush` and `close` wait for the calls
+  queued before them.
+  """
 
   def __init__(self, workdir: str, config: Mapping[str, Any], mode: str, project: str,
                entity: Optional[str] = None, group: Optional[str] = None, tags: Sequence[str] = (),
                job_type: str = "train", name: Optional[str] = None):
-    self._run = None
-    try:
-      import wandb  # pylint: disable=g-import-not-at-top  (0.8 s import; skipped when disabled)
-      self._wandb = wandb
-      id_path = os.path.join(workdir, _RUN_ID_FILE)
-      run_id = open(id_path).read().strip() if os.path.exists(id_path) else secrets.token_hex(4)
-      if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # Started by `wandb agent`.
-        run_id = os.environ["WANDB_RUN_ID"]
-      self._run = wandb.init(project=project, entity=entity, group=group, tags=list(tags), job_type=job_type,
-                             name=name, id=run_id, resume="allow", dir=workdir, mode=mode,
-                             config=dict(config), reinit="create_new",
-                             settings=wandb.Settings(init_timeout=60, silent=True))
-      with open(id_path, "w") as f:
-        f.write(run_id)
-    except Exception as e:  # W&B must never stop training or cost local outputs.
-      self._fail("init", e)
+    self._run, self._wandb, self._failed = None, None, False
+    self._calls: "queue.Queue" = queue.Queue()
+    self._thread = threading.Thread(target=self._work, name="wandb-writer", daemon=True)
+    self._thread.start()
+    init = dict(project=project, entity=entity, group=group, tags=list(tags), job_type=job_type, name=name,
+                mode=mode, config=dict(config))
+    self._calls.put(("init", lambda: self._init(workdir, init)))
 
-  def _fail(self, what: str, error: Exception) -> None:
-    log.warning("W&B %s failed (%s); continuing with local logging only (logger.wandb.mode=disabled "
-                "silences this)", what, str(error).splitlines()[0] if str(error) else type(error).__name__)
-    self._run = None
+  def _init(self, workdir: str, init: Dict[str, Any]) -> None:
+    import wandb  # pylint: disable=g-import-not-at-top  (0.8 s import; skipped when disabled)
+    self._wandb = wandb
+    id_path = os.path.join(workdir, _RUN_ID_FILE)
+    run_id = open(id_path).read().strip() if os.path.exists(id_path) else secrets.token_hex(4)
+    if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # Started by `wandb agent`.
+      run_id = os.environ["WANDB_RUN_ID"]
+    self._run = wandb.init(**init, id=run_id, resume="allow", dir=workdir, reinit="create_new",
+                           settings=wandb.Settings(init_timeout=60, silent=True))
+    with open(id_path, "w") as f:
+      f.write(run_id)
 
-  def _call(self, what: str, fn) -> None:
-    if self._run is None:
-      return
-    try:
-      fn()
-    except Exception as e:  # pylint: disable=broad-except
-      self._fail(what, e)
+  def _work(self) -> None:
+    while True:
+      what, fn = self._calls.get()
+      try:
+        if fn is not None and not self._failed and (what == "init" or self._run is not None):
+          fn()
+      except Exception as e:  # W&B must never stop training or cost local outputs.
+        log.warning("W&B %s failed (%s); continuing with local logging only (logger.wandb.mode=disabled "
+                    "silences this)", what, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        self._failed = True
+      finally:
+        self._calls.task_done()
+      if what == "stop":
+        return
 
   def write_scalars(self, step, scalars):
-    self._call("log", lambda: self._run.log(dict(scalars), step=int(step)))
+    self._calls.put(("log", lambda: self._run.log(dict(scalars), step=int(step))))
 
   def write_images(self, step, images):
-    self._call("image log", lambda: self._run.log(
-        {f"figures/{k}": self._wandb.Image(path) for k, path in images.items()}, step=int(step)))
+    self._calls.put(("image log", lambda: self._run.log(
+        {f"figures/{k}": self._wandb.Image(path) for k, path in images.items()}, step=int(step))))
 
   def write_summary(self, summary):
-    self._call("summary", lambda: self._run.summary.update(dict(summary)))
+    self._calls.put(("summary", lambda: self._run.summary.update(dict(summary))))
+
+  def flush(self):
+    self._calls.join()
 
   def close(self):
-    self._call("finish", lambda: self._run.finish())
+    self._calls.put(("finish", lambda: self._run.finish()))
+    self._calls.put(("stop", None))
+    self._thread.join()
