@@ -92,11 +92,14 @@ def test_iwae_bound_is_tighter_than_the_elbo():
   graphdef, params = nnx.split(vae, nnx.Param)
   x = (np.random.default_rng(0).uniform(size=(64, 4, 4, 1)) > 0.5).astype(np.float32)
   apply = BatchedApply(graphdef, make_mesh(), 32)
-  out = metrics_lib.evaluate_split(apply, params, {"image": x}, iwae_samples=500)
-  elbo = out["elbo_reconstruction"] - out["elbo_kl"]
-  assert np.mean(out["iwae"]) > np.mean(elbo)  # log p(x) >= IWAE_k >= ELBO.
-  single = metrics_lib.evaluate_split(apply, params, {"image": x}, iwae_samples=1)
-  assert abs(np.mean(single["iwae"]) - np.mean(elbo)) < 0.5  # IWAE_1 is an ELBO sample.
+  out = metrics_lib.evaluate_split(apply, params, {"image": x})
+  elbo = np.mean(out["elbo_reconstruction"] - out["elbo_kl"])
+  many = metrics_lib.likelihood(apply, params, {"image": x}, samples=500)
+  assert -many["test/nll_iwae"] > elbo  # log p(x) >= IWAE_k >= ELBO.
+  assert many["test/elbo_iwae_examples"] == pytest.approx(elbo, abs=0.5) and many["test/nll_iwae_examples"] == 64
+  assert 0 < many["test/nll_iwae_stderr"] < 5
+  single = metrics_lib.likelihood(apply, params, {"image": x}, samples=1)
+  assert abs(-single["test/nll_iwae"] - elbo) < 0.5  # IWAE_1 is an ELBO sample.
 
 
 def test_eval_json_agrees_with_the_training_eval_and_has_probes(make_cfg, tmp_path):

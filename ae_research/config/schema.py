@@ -120,6 +120,10 @@ class EvaluationConfig:
   enabled: bool = True
   max_test: Optional[int] = None  # Evaluate on the first N test examples (null: all).
   iwae_samples: int = 100  # VAE: importance samples of the IWAE bound (0: skip).
+  # ...on the first N test examples (null: all); 100 samples cost 100 decoder passes per example, and the
+  # reported standard error (test/nll_iwae_stderr) says what the subset costs in precision.
+  iwae_max_test: Optional[int] = 2000
+  jacobian: Optional[bool] = None  # Encoder Jacobian norm (test/jacobian_norm); null: for contractive losses.
   probes: bool = True  # Linear probe, k-NN and retrieval on class-labelled data.
   probe_max_train: int = 10_000  # Training examples the probes fit on.
   knn_k: int = 5

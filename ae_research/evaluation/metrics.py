@@ -15,7 +15,7 @@ from jax import lax
 
 from ae_research.batched import BatchedApply
 from ae_research.losses.base import reconstruction_target
-from ae_research.losses.regularizers import contractive_exact, gaussian_kl
+from ae_research.losses.regularizers import gaussian_kl, jacobian_sq_norm
 
 
 def _flat(x):
@@ -49,10 +49,9 @@ def iwae_bound(model, x: jax.Array, rng: jax.Array, samples: int) -> jax.Array:
 
 
 def per_example_metrics(model, batch: Dict[str, jax.Array], rng: jax.Array, extra: Any, *, corruption,
-                        value_range: Tuple[float, float], iwae_samples: int,
-                        contractive: bool) -> Dict[str, jax.Array]:
+                        value_range: Tuple[float, float], jacobian: bool) -> Dict[str, jax.Array]:
   del extra
-  noise_rng, sample_rng, iwae_rng = jax.random.split(rng, 3)
+  noise_rng, sample_rng = jax.random.split(rng)
   clean = batch["image"]
   inputs = clean if corruption is None else corruption(noise_rng, clean)
   recon, aux = model(inputs)  # Deterministic: a VAE decodes its posterior mean.
@@ -69,19 +68,36 @@ def per_example_metrics(model, batch: Dict[str, jax.Array], rng: jax.Array, extr
     _, sampled = model(clean, rng=sample_rng)
     out["elbo_reconstruction"] = log_bernoulli(sampled["logits"], clean)
     out["elbo_kl"] = gaussian_kl(sampled["mean"], sampled["log_var"])
-    if iwae_samples > 0:
-      out["iwae"] = iwae_bound(model, clean, iwae_rng, iwae_samples)
-  if contractive:
-    out["jacobian_norm"] = jnp.sqrt(contractive_exact(model.encode, inputs))
+  if jacobian:
+    out["jacobian_norm"] = jnp.sqrt(jacobian_sq_norm(model, inputs, aux["code"]))
   return out
 
 
+def per_example_likelihood(model, batch: Dict[str, jax.Array], rng: jax.Array, extra: Any, *,
+                           samples: int) -> Dict[str, jax.Array]:
+  """The IWAE bound with `samples` importance samples and a one-sample ELBO, per clean example."""
+  del extra
+  elbo_rng, iwae_rng = jax.random.split(rng)
+  x = batch["image"]
+  _, sampled = model(x, rng=elbo_rng)
+  elbo = log_bernoulli(sampled["logits"], x) - gaussian_kl(sampled["mean"], sampled["log_var"])
+  return {"iwae": iwae_bound(model, x, iwae_rng, samples), "elbo": elbo}
+
+
 def evaluate_split(apply: BatchedApply, params, split: Dict[str, np.ndarray], corruption=None,
-                   value_range=(0.0, 1.0), iwae_samples: int = 0, contractive: bool = False,
-                   seed: int = 0) -> Dict[str, np.ndarray]:
+                   value_range=(0.0, 1.0), jacobian: bool = False, seed: int = 0) -> Dict[str, np.ndarray]:
   """Per-example metrics (and codes) over a whole split, as host arrays of length N."""
   return apply(per_example_metrics, params, split, jax.random.PRNGKey(seed), corruption=corruption,
-               value_range=tuple(value_range), iwae_samples=iwae_samples, contractive=contractive)
+               value_range=tuple(value_range), jacobian=jacobian)
+
+
+def likelihood(apply: BatchedApply, params, split: Dict[str, np.ndarray], samples: int,
+               seed: int = 0) -> Dict[str, float]:
+  """test/nll_iwae (nats, with its standard error over the examples) and the ELBO on the same examples."""
+  out = apply(per_example_likelihood, params, split, jax.random.PRNGKey(seed + 1), samples=samples)
+  n = len(out["iwae"])
+  return {"test/nll_iwae": float(-out["iwae"].mean()), "test/nll_iwae_stderr": float(out["iwae"].std() / np.sqrt(n)),
+          "test/nll_iwae_examples": n, "test/elbo_iwae_examples": float(out["elbo"].mean())}
 
 
 def summarize(per_example: Dict[str, np.ndarray]) -> Dict[str, float]:
@@ -89,8 +105,6 @@ def summarize(per_example: Dict[str, np.ndarray]) -> Dict[str, float]:
   out = {f"test/{k}": float(np.mean(v)) for k, v in per_example.items() if k != "code"}
   if "elbo_reconstruction" in per_example:
     out["test/elbo"] = float(np.mean(per_example["elbo_reconstruction"] - per_example["elbo_kl"]))
-  if "iwae" in per_example:
-    out["test/nll_iwae"] = -out.pop("test/iwae")
   codes = per_example["code"]
   out.update({"codes/dim": int(codes.shape[1]), "codes/mean_activation": float(codes.mean()),
               "codes/frac_near_zero": float(np.mean(np.abs(codes) < 1e-2)),

@@ -96,7 +96,7 @@ def _linear_probe(train_x, train_y, test_x, test_y, num_classes: int, max_iter: 
 
 
 def linear_probe_accuracy(train_x, train_y, test_x, test_y, max_iter: int = 500, c: float = 1.0,
-                          tol: float = 1e-6) -> float:
+                          tol: float = 1e-4) -> float:
   num_classes = int(max(np.max(train_y), np.max(test_y))) + 1
   return float(_linear_probe(train_x, jnp.asarray(train_y), test_x, jnp.asarray(test_y), num_classes, max_iter,
                              c, tol))

@@ -53,11 +53,19 @@ def contractive_sigmoid_layer(kernel: jax.Array, code: jax.Array) -> jax.Array:
   return (jnp.square(code * (1 - code)) * jnp.square(kernel).sum(axis=0)).sum(axis=1)
 
 
+def jacobian_sq_norm(model, inputs: jax.Array, code: jax.Array) -> jax.Array:
+  """||d code / d inputs||_F^2 per example: closed form for one sigmoid Dense layer, else exact."""
+  kernel = model.sigmoid_code_kernel()
+  if kernel is not None:
+    return contractive_sigmoid_layer(kernel, _flat(code))
+  return contractive_exact(model.encode, inputs)
+
+
 class Contractive:
   """Squared Frobenius norm of the encoder Jacobian, per example (Rifai et al. 2011).
 
   method="auto" uses the closed form when the encoder is one sigmoid Dense layer and the
-  exact Jacobian otherwise; the tests check the two agree.
+  exact Jacobian otherwise (`jacobian_sq_norm`); the tests check the two agree.
   """
 
   def __init__(self, method: str = "auto"):
@@ -66,13 +74,12 @@ class Contractive:
     self.method = method
 
   def __call__(self, ctx: LossInputs) -> jax.Array:
-    kernel = ctx.model.sigmoid_code_kernel() if self.method != "exact" else None
-    if self.method == "closed_form" and kernel is None:
+    if self.method == "exact":
+      return contractive_exact(ctx.model.encode, ctx.inputs)
+    if self.method == "closed_form" and ctx.model.sigmoid_code_kernel() is None:
       raise ConfigError("loss: the closed-form contractive penalty needs one sigmoid Dense encoder layer; "
                         "use method=exact")
-    if kernel is not None:
-      return contractive_sigmoid_layer(kernel, _flat(ctx.aux["code"]))
-    return contractive_exact(ctx.model.encode, ctx.inputs)
+    return jacobian_sq_norm(ctx.model, ctx.inputs, ctx.aux["code"])
 
 
 class WeightDecay:

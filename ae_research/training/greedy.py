@@ -26,6 +26,7 @@ def pretrain_layers(cfg: DictConfig, workdir: str, model: Autoencoder) -> DictCo
                                     "trainer": {"epochs": cfg.trainer.greedy_epochs, "greedy_epochs": 0,
                                                 "init_from": previous, "figures": False,
                                                 "resume": os.path.isdir(os.path.join(stage_dir, "checkpoints"))},
+                                    "evaluation": {"enabled": False},  # Stages keep eval/* losses; no probes.
                                     "logger": {"wandb": {"job_type": f"pretrain_layer_{k}", "mode": "disabled"}}})
       train_one(stage, stage_dir)
     previous = stage_dir
