@@ -27,11 +27,8 @@ def pad_rows(array: np.ndarray, multiple: int) -> np.ndarray:
 
 
 def batch_split(split: Dict[str, np.ndarray], batch_size: int) -> Dict[str, np.ndarray]:
-  """(num_batches, batch_size, ...) host arrays, zero-padded, with a float 0/1 "mask" of real rows.
-
-  Integer labels are left out: programs see images, targets and the mask only.
-  """
-  arrays = {k: v for k, v in split.items() if k != "label"}
+  """(num_batches, batch_size, ...) host arrays, zero-padded, with a float 0/1 "mask" of real rows."""
+  arrays = dict(split)
   arrays["mask"] = np.ones(len(split["image"]), np.float32)
   return {k: pad_rows(v, batch_size).reshape(-1, batch_size, *v.shape[1:]) for k, v in arrays.items()}
 

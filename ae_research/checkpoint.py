@@ -49,10 +49,17 @@ class Checkpointer:
           f"{self.directory}/{step} does not fit the current config ({str(e).splitlines()[0][:160]}); "
           "resume with the config the run was started with, or start a new run directory") from None
 
+  def saved_param_names(self) -> list:
+    """The path names of the latest checkpoint's parameters (as `path_names` spells them)."""
+    return list(path_names(self._raw_params()))
+
+  def _raw_params(self) -> Any:
+    return self._manager.restore(self._manager.latest_step(), args=ocp.args.StandardRestore())["params"]
+
   def restore_params(self, like: Any, what: str) -> Any:
     """Only the parameters of the latest checkpoint, laid out like `like` (whatever optimiser
     state the checkpoint holds); names every parameter that is missing or differs in shape."""
-    saved = path_names(self._manager.restore(self._manager.latest_step(), args=ocp.args.StandardRestore())["params"])
+    saved = path_names(self._raw_params())
     wanted = path_names(like)
     problems = [f"{k} missing" for k in wanted if k not in saved]
     problems += [f"{k} {tuple(np.shape(saved[k]))} vs {tuple(v.shape)}" for k, v in wanted.items()

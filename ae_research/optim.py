@@ -11,7 +11,7 @@ import optax
 
 from ae_research.errors import ConfigError
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adadelta", "adagrad", "lamb", "lion")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adadelta", "adagrad", "lamb", "lion", "lbfgs")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "linear", "exponential")
 
 
@@ -48,7 +48,9 @@ def make_optimizer(name: str, learning_rate: float, total_steps: int, schedule: 
     raise ConfigError(f"optimizer: optax.{name} takes no {', '.join(unknown)}; "
                       f"its arguments are {', '.join(accepted)}")
   lr = _schedule(schedule, learning_rate, total_steps, warmup_steps, end_learning_rate, decay_rate)
-  tx = optax.inject_hyperparams(getattr(optax, name))(learning_rate=lr, **kwargs)
+  # Counts and flags (L-BFGS's memory_size, nesterov) shape the computation: static, not injected.
+  static = tuple(k for k, v in kwargs.items() if isinstance(v, (bool, int)) and not isinstance(v, float))
+  tx = optax.inject_hyperparams(getattr(optax, name), static_args=static)(learning_rate=lr, **kwargs)
   if clip_grad_norm is not None:
     tx = optax.chain(optax.clip_by_global_norm(clip_grad_norm), tx)
   return tx

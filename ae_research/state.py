@@ -34,8 +34,11 @@ def split_model(model: nnx.Module) -> Tuple[nnx.GraphDef, nnx.State]:
 
 
 def create_train_state(params: nnx.State, tx: optax.GradientTransformation, seed: int) -> TrainState:
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    rng=jax.random.PRNGKey(seed))
+  """A fresh state with buffers of its own: training donates them, so they must not be the model's
+  (or each other's: optax.lbfgs's state holds one buffer in two leaves)."""
+  params = jax.tree.map(jnp.copy, params)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=jax.tree.map(jnp.copy, tx.init(params)), rng=jax.random.PRNGKey(seed))
 
 
 def data_key(rng: jax.Array, epoch: Any) -> jax.Array:

@@ -10,7 +10,7 @@ from ae_research import train_and_evaluate
 from ae_research.config import build, validate_config
 from ae_research.errors import ConfigError
 from ae_research.training.setup import SUPPLIED
-from ae_research.reproduce import CLAIMS, reproduce
+from ae_research.reproduce import STUDIES, reproduce
 from omegaconf import OmegaConf
 from ae_research.train import CONFIG_DIR
 from ae_research.writers.jsonl import read_jsonl
@@ -68,36 +68,54 @@ def test_bad_target_keys_and_types_are_one_line_errors(make_cfg, tmp_path, overr
   assert message in str(info.value) and "\n" not in str(info.value)
 
 
-# Each experiment on small data of its own kind (Fashion-MNIST ones on the 8x8 digits).
+# Each study on small data of its own kind (Fashion-MNIST ones on the 8x8 digits).
 SHRINK = {
     "vae_blocks_2d": ["dataset.num_train=2048", "dataset.num_test=512"],
     "sparse_kl_patches": ["dataset.num_train=2000", "dataset.num_test=400", "dataset.batch_size=400",
                           "trainer.eval_every_epochs=1"],
+    "sparse_kl_ufldl": ["dataset.num_train=2000", "dataset.num_test=400", "dataset.batch_size=2000",
+                        "trainer.eval_every_epochs=10"],
     "conv_colorize": ["dataset.num_train=592", "dataset.num_test=148", "dataset.size=16", "model.channels=[4,8,8]",
                       "model.output_shape=[16,16,3]"],
     "conv_masci2011": ["dataset=digits", "model.sizes=[8,8]", "trainer.greedy_epochs=1"],
+    "pretraining_conv": ["dataset=digits", "model.sizes=[8,8]"],
+    "pretraining_mlp": ["dataset=digits", "model.latent_dim=32"],
 }
 
 
-@pytest.mark.parametrize("experiment", _options("experiment"))
-def test_every_experiment_reproduces_in_ci_size(tmp_path, experiment):
-  """`ae-reproduce` end to end on small data: training with falling loss, every term logged, a report."""
+def test_every_experiment_has_a_study():
+  assert sorted(STUDIES) == sorted(_options("experiment"))
+
+
+@pytest.mark.parametrize("study", sorted(STUDIES))
+def test_every_study_reproduces_in_ci_size(tmp_path, study):
+  """`ae-reproduce --quick` end to end on small data: every run trains (falling loss, every term logged)
+  and every claim of the report is measured against its comparison (no "not measured", no "n/a")."""
   overrides = ["debug=default", "trainer.epochs=1000", "trainer.max_steps=40", "logger.progress=false",
                "evaluation.iwae_samples=10", "evaluation.probe_max_train=500", "evaluation.retrieval_queries=100"]
-  report = reproduce(experiment, overrides=overrides + SHRINK.get(experiment, ["dataset=digits"]),
+  report = reproduce(study, quick=True, overrides=overrides + SHRINK.get(study, ["dataset=digits"]),
                      runs_root=str(tmp_path / "runs"), reports_root=str(tmp_path / "reports"))
-  (run_dir,) = (tmp_path / "runs" / experiment).iterdir()
-  cfg = OmegaConf.load(run_dir / "config.yaml")
-  records = read_jsonl(run_dir / "metrics.jsonl")
-  terms = [k for k in records[0] if k.startswith("train/") and k.split("/")[1] in cfg.loss.terms]
-  assert sorted(terms) == sorted(f"train/{t}" for t in cfg.loss.terms)  # Every term logged on its own.
-  summary = json.loads((run_dir / "summary.json").read_text())
-  assert summary["step"] == 40 and np.isfinite(summary["eval/loss"])
-  assert records[-1]["train/loss"] < records[0]["train/loss"], (records[0], records[-1])
+  (root,) = (tmp_path / "runs" / study).iterdir()
+  runs = sorted(p for p in root.iterdir() if (p / "summary.json").exists())
+  assert runs and len(runs) == sum(len(phase) for phase in STUDIES[study].plan(True))
+  for run_dir in runs:
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    objective = cfg.task.objective if cfg.task.name == "classify" else cfg.loss
+    terms = [k for k in records[0] if k.startswith("train/") and k.split("/")[1] in objective.terms]
+    assert sorted(terms) == sorted(f"train/{t}" for t in objective.terms)  # Every term logged on its own.
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["step"] == 40 and np.isfinite(summary["eval/loss"]), run_dir
+    assert records[-1]["train/loss"] < records[0]["train/loss"], (run_dir, records[0], records[-1])
+  claims = json.loads((tmp_path / "reports" / study / "claims.json").read_text())["claims"]
+  assert len(claims) == len(STUDIES[study].claims)
+  for claim in claims:  # Measured, with a verdict: never "not measured" or "n/a".
+    assert claim["verdict"] in ("holds", "does not hold", "mixed"), claim
   text = open(report).read()
-  assert text.count("| holds |") + text.count("| does not hold |") + text.count("| reported |") \
-      == len(CLAIMS[experiment])  # Every claim was measured (none "not measured").
-  assert "![codes](figures/codes.png)" in text and (tmp_path / "reports" / experiment / "figures" / "codes.png").exists()
+  for label in STUDIES[study].figure_runs:
+    assert f"![{label}/codes.png](figures/{label}/codes.png)" in text
+    assert (tmp_path / "reports" / study / "figures" / label / "codes.png").exists()
+  assert (tmp_path / "reports" / "index.md").exists()
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))

@@ -140,3 +140,48 @@ def test_ae_eval_command(make_cfg, tmp_path):
   assert (tmp_path / "figures" / "codes.png").exists()
   missing = run(f"run_dir={tmp_path / 'nope'}")
   assert missing.returncode == 2 and "not a run directory" in missing.stderr
+
+
+def _gabor_bank(count=64, size=8, seed=0):
+  """Oriented, localised Gabor filters (what UFLDL's edge detectors look like), as a (pixels, units) kernel."""
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[:size, :size] - (size - 1) / 2
+  bank = []
+  for _ in range(count):
+    theta, cx, cy = rng.uniform(0, np.pi), *rng.uniform(-1.5, 1.5, 2)
+    u = (x - cx) * np.cos(theta) + (y - cy) * np.sin(theta)
+    bank.append(np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 8.0) * np.cos(2 * np.pi * u / 6.0 + rng.uniform(0, np.pi)))
+  return np.stack(bank).reshape(count, -1).T
+
+
+def test_filter_structure_separates_edges_from_noise():
+  from ae_research.evaluation import filters  # pylint: disable=g-import-not-at-top
+  shape = (8, 8, 1)
+  gabor = filters.filter_metrics(_gabor_bank(), None, shape)["filters/neighbour_correlation"]
+  noise = filters.filter_metrics(np.random.default_rng(1).normal(size=(64, 64)), None, shape)
+  assert gabor > 0.5 and abs(noise["filters/neighbour_correlation"]) < 0.1, (gabor, noise)
+  # A measure of energy concentration would prefer the noise; this one does not.
+  conv = filters.filter_metrics(np.moveaxis(_gabor_bank(16).T.reshape(16, 8, 8, 1), 0, -1), None, (28, 28, 1))
+  assert conv["filters/neighbour_correlation"] > 0.5  # Conv kernels (k, k, in, out) too.
+  initial = np.random.default_rng(2).normal(size=(64, 10))
+  moved = initial.copy()
+  moved[:, :4] += 5.0 * np.random.default_rng(3).normal(size=(64, 4))  # 4 units trained, 6 barely moved.
+  moved[:, 4:] *= 1.01
+  stats = filters.filter_metrics(moved, initial, shape)
+  assert stats["filters/frac_unmoved"] == pytest.approx(0.6) and stats["filters/median_relative_change"] < 0.5
+
+
+def test_olshausen_whitening_flattens_the_spectrum_of_a_photograph():
+  from sklearn.datasets import load_sample_images  # pylint: disable=g-import-not-at-top
+  from ae_research.data.photos import olshausen_whiten  # pylint: disable=g-import-not-at-top
+  grey = load_sample_images().images[0].astype(np.float64).mean(axis=-1)[:256, :256] / 255.0
+
+  def slope(image):  # Of log power against log radial frequency, mid frequencies.
+    power = np.abs(np.fft.fft2(image - image.mean())) ** 2
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(256), np.fft.fftfreq(256)))
+    bands = np.geomspace(0.02, 0.25, 8)
+    means = [power[(f >= a) & (f < b)].mean() for a, b in zip(bands[:-1], bands[1:])]
+    return np.polyfit(np.log(np.sqrt(bands[:-1] * bands[1:])), np.log(means), 1)[0]
+
+  assert slope(grey) < -1.5  # Natural images: power falls like 1/f^2.
+  assert abs(slope(olshausen_whiten(grey))) < 0.7  # Whitened: nearly flat.

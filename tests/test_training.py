@@ -164,3 +164,11 @@ def test_sigterm_in_an_epochs_last_chunk_keeps_its_evaluation(make_cfg, tmp_path
   train_and_evaluate(make_cfg(overrides + ["trainer.resume=true"]), str(tmp_path / "run"))
   evals = lambda d: [(r["step"], r["eval/loss"]) for r in read_jsonl(d / "metrics.jsonl") if "eval/loss" in r]
   assert evals(tmp_path / "run") == evals(tmp_path / "ref") and len(evals(tmp_path / "ref")) == 2
+
+
+def test_lbfgs_trains_full_batch_with_its_line_search(make_cfg, tmp_path):
+  full = ["dataset.batch_size=1436", "trainer.epochs=25", "trainer.figures=false", "evaluation.enabled=false"]
+  lbfgs = train_and_evaluate(make_cfg(full + ["optimizer=lbfgs"]), str(tmp_path / "lbfgs"))
+  adam = train_and_evaluate(make_cfg(full + ["optimizer.learning_rate=3e-3"]), str(tmp_path / "adam"))
+  first = read_jsonl(tmp_path / "lbfgs" / "metrics.jsonl")[0]["train/loss"]
+  assert lbfgs["train/loss"] < 0.8 * first and lbfgs["eval/loss"] < adam["eval/loss"]  # 25 steps, full batch.

@@ -34,6 +34,9 @@ class TrainerConfig:
   scan_unroll: str = "auto"  # auto | rolled | full
   eval_every_epochs: int = 1
   checkpoint_every_epochs: int = 1
+  # In steps instead (when set): for data sets so small that an epoch is a step or two.
+  eval_every_steps: Optional[int] = None
+  checkpoint_every_steps: Optional[int] = None
   # ...but not sooner than this many seconds after the last one (the end of the run, SIGTERM and
   # SIGINT always checkpoint). Each orbax save costs ~5% of a 0.6-s SPEC 1 epoch on 2 CPU cores.
   checkpoint_min_interval_s: float = 30.0
@@ -100,8 +103,10 @@ class PhotoPatchesConfig(DatasetConfig):
   num_train: int = 10_000
   num_test: int = 2_000
   grey: bool = True
-  whiten: bool = True
+  whiten: str = "olshausen"  # olshausen (whole photographs, as UFLDL's IMAGES.mat) | zca (patches) | none
   zca_epsilon: float = 0.01
+  olshausen_f0: float = 0.4  # Cut-off of the whitening filter, cycles/pixel.
+  downscale: int = 1  # Shrink the photographs by this factor first.
   paths: Optional[List[str]] = None
 
 
@@ -124,11 +129,27 @@ class EvaluationConfig:
   # reported standard error (test/nll_iwae_stderr) says what the subset costs in precision.
   iwae_max_test: Optional[int] = 2000
   jacobian: Optional[bool] = None  # Encoder Jacobian norm (test/jacobian_norm); null: for contractive losses.
+  # Std of Gaussian noise put on test images of a model trained without corruption: the denoising
+  # figure and test/noisy_{input,reconstruction}_psnr (null: none).
+  noisy_input: Optional[float] = None
   probes: bool = True  # Linear probe, k-NN and retrieval on class-labelled data.
   probe_max_train: int = 10_000  # Training examples the probes fit on.
   knn_k: int = 5
   retrieval_queries: int = 1000
   cache: bool = True  # Reuse data-only baselines (raw-pixel probes, PCA) from $AE_CACHE_DIR (~/.cache/ae-research).
+
+
+@dataclasses.dataclass
+class TaskConfig:
+  """What the model is trained to do: reconstruct its input, or classify (supervised fine-tuning)."""
+  name: str = "reconstruct"  # reconstruct | classify
+  objective: Any = None  # classify: the supervised objective (conf/task/classify.yaml); else `loss` is used
+  head_hidden: List[int] = dataclasses.field(default_factory=list)  # classify: hidden widths of the head
+  head_activation: str = "relu"
+  freeze_encoder: bool = False  # classify: train the head only
+  labelled: Optional[int] = None  # classify: train on this many labelled examples (null: all)
+  labelled_per_class: bool = True  # ...an equal number of each class, else the first of one shuffle
+  labelled_seed: int = 0  # Which examples: fixed, so every run with the same count sees the same ones.
 
 
 @dataclasses.dataclass
@@ -143,6 +164,7 @@ class Config:
   trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
   logger: LoggerConfig = dataclasses.field(default_factory=LoggerConfig)
   evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+  task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
   name: str = "run"  # Short run name (experiments set it); used for W&B and reports.
   objective_metric: str = "eval/loss"  # What the Hydra app returns (for sweepers such as optuna).
 

@@ -54,6 +54,36 @@ class ArrayDataset:
     return str(self.class_names[label]) if self.class_names is not None else str(label)
 
   @property
+  def num_classes(self) -> int:
+    if self.class_names is not None:
+      return len(self.class_names)
+    return int(max(self.train["label"].max(), self.test["label"].max())) + 1
+
+  def labelled_subset(self, count: int, per_class: bool = True, seed: int = 0) -> "ArrayDataset":
+    """The same data set with only `count` labelled training examples: `count / num_classes` of each
+    class (per_class), else the first `count` of one shuffle; drawn from `seed` alone, so every run
+    asking for the same subset trains on the same examples. The test split is untouched."""
+    if not self.labels_are_classes:
+      raise ConfigError(f"task.labelled: {self.name} has no class labels to subsample")
+    if not 0 < count <= self.num_train:
+      raise ConfigError(f"task.labelled={count}: choose 1..{self.num_train} (the training examples of {self.name})")
+    rng = np.random.default_rng(seed)
+    labels = self.train["label"]
+    if per_class:
+      if count % self.num_classes:
+        raise ConfigError(f"task.labelled={count} with labelled_per_class: use a multiple of the "
+                          f"{self.num_classes} classes")
+      rows = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:count // self.num_classes]
+                             for c in range(self.num_classes)])
+      if len(rows) != count:
+        raise ConfigError(f"task.labelled={count}: some class has fewer than {count // self.num_classes} examples")
+    else:
+      rows = rng.permutation(self.num_train)[:count]
+    rows = np.sort(rows)
+    return dataclasses.replace(self, train={k: v[rows] for k, v in self.train.items()},
+                               batch_size=min(self.batch_size, count))
+
+  @property
   def image_shape(self) -> Tuple[int, ...]:
     return tuple(self.train["image"].shape[1:])
 

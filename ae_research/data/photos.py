@@ -1,9 +1,12 @@
 """Data sets cut from natural photographs (by default scikit-learn's two sample photos).
 
 `photo_patches` (SPEC 4, the UFLDL sparse-autoencoder exercise): random 8x8 patches,
-grey or colour, optionally ZCA-whitened (fitted on the training patches), then
-normalised as UFLDL's `sampleIMAGES`: remove each patch's mean, truncate to +-3 standard
-deviations, rescale to [0.1, 0.9] (so sigmoid outputs can reach them).
+grey or colour, whitened, then normalised as UFLDL's `sampleIMAGES`: remove each patch's
+mean, truncate to +-3 standard deviations, rescale to [0.1, 0.9] (so sigmoid outputs can
+reach them). Whitening is `olshausen` (what UFLDL's IMAGES.mat is: each whole photograph
+filtered in the Fourier domain by R(f) = f exp(-(f/f0)^4), Olshausen & Field 1997, which
+flattens the 1/f amplitude spectrum of natural images), `zca` (fitted on the training
+patches) or `none`.
 
 `photo_colorize` (SPEC 5): random crops, grey input -> colour target.
 
@@ -37,10 +40,10 @@ def load_photos(paths: Optional[Sequence[str]] = None, downscale: int = 1) -> li
 
 
 def random_crops(images: list, size: int, count: int, seed: int) -> tuple:
-  """(count, size, size, 3) crops at uniform random positions, and the source image index."""
+  """(count, size, size, C) crops at uniform random positions, and the source image index."""
   rng = np.random.default_rng(seed)
   source = rng.integers(0, len(images), count)
-  crops = np.empty((count, size, size, 3), np.float32)
+  crops = np.empty((count, size, size, images[0].shape[-1]), np.float32)
   for i, s in enumerate(source):
     h, w = images[s].shape[:2]
     if h < size or w < size:
@@ -48,6 +51,17 @@ def random_crops(images: list, size: int, count: int, seed: int) -> tuple:
     top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
     crops[i] = images[s][top:top + size, left:left + size]
   return crops, source.astype(np.int32)
+
+
+WHITENING = ("olshausen", "zca", "none")
+
+
+def olshausen_whiten(image: np.ndarray, f0: float = 0.4) -> np.ndarray:
+  """A grey image whitened by R(f) = f exp(-(f/f0)^4), f in cycles/pixel (UFLDL's IMAGES.mat), unit variance."""
+  fy, fx = np.fft.fftfreq(image.shape[0])[:, None], np.fft.fftfreq(image.shape[1])[None, :]
+  f = np.sqrt(fx ** 2 + fy ** 2)
+  whitened = np.real(np.fft.ifft2(np.fft.fft2(image - image.mean()) * f * np.exp(-(f / f0) ** 4)))
+  return (whitened / whitened.std()).astype(np.float32)
 
 
 def zca_matrix(patches: np.ndarray, epsilon: float) -> np.ndarray:
@@ -65,19 +79,26 @@ def ufldl_normalize(patches: np.ndarray) -> np.ndarray:
 
 
 def load_photo_patches(name: str, batch_size: int, scale: str = "unit", seed: int = 0, patch_size: int = 8,
-                       num_train: int = 10_000, num_test: int = 2_000, grey: bool = True, whiten: bool = True,
-                       zca_epsilon: float = 0.01, paths: Optional[Sequence[str]] = None) -> ArrayDataset:
+                       num_train: int = 10_000, num_test: int = 2_000, grey: bool = True, whiten: str = "olshausen",
+                       zca_epsilon: float = 0.01, olshausen_f0: float = 0.4, downscale: int = 1,
+                       paths: Optional[Sequence[str]] = None) -> ArrayDataset:
   """Natural-image patches, (N, patch, patch, 1 or 3), values in [0.1, 0.9]."""
   del scale  # UFLDL normalisation fixes the range.
-  photos = load_photos(paths)
+  if whiten not in WHITENING:
+    raise ConfigError(f"dataset.whiten={whiten!r}: choose one of {', '.join(WHITENING)}")
+  if whiten == "olshausen" and not grey:
+    raise ConfigError("dataset.whiten=olshausen whitens grey photographs; set dataset.grey=true or use zca")
+  photos = load_photos(paths, downscale)
+  if grey:
+    photos = [im @ _GREY for im in photos]
+    photos = [olshausen_whiten(im, olshausen_f0) if whiten == "olshausen" else im for im in photos]
+    photos = [im[..., None] for im in photos]
   splits = []
   for count, split_seed in ((num_train, seed), (num_test, seed + 10_007)):
     crops, source = random_crops(photos, patch_size, count, split_seed)
-    if grey:
-      crops = (crops @ _GREY)[..., None]
     splits.append((crops.reshape(count, -1), source))
   (train, train_src), (test, test_src) = splits
-  if whiten:
+  if whiten == "zca":
     mean = train.mean(axis=0)
     zca = zca_matrix(train - mean, zca_epsilon)
     train, test = (train - mean) @ zca, (test - mean) @ zca

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from ae_research import batched
+from ae_research.evaluation import metrics as metrics_lib
 from ae_research.evaluation import probes
 from ae_research.figures.curves import training_curves
 from ae_research.figures.grids import filter_grid, manifold_codes, manifold_grid
@@ -36,17 +37,21 @@ def model_figures(cfg, s, apply, params, test, workdir: str) -> Dict[str, str]:
   """Figures of the model itself: inputs and outputs, denoising, first-layer filters, training curves."""
   data, n, figures = s.data, cfg.trainer.figure_examples, {}
   shown = test["image"][:n]
-  recon = apply.images(batched.reconstruct, params, shown)
-  if data.has_paired_targets:
+  recon = apply.images(batched.reconstruct, params, shown) if s.model.predicts == "reconstruction" else None
+  if recon is None:
+    pass  # A classifier: no output images.
+  elif data.has_paired_targets:
     figures["colorization"] = image_rows([("grey input", shown), ("predicted colour", recon),
                                           ("true colour", test["target"][:n])], _path(workdir, "colorization"),
                                          data.value_range, title=cfg.name)
   else:
     figures["reconstructions"] = image_rows([("input", shown), ("reconstruction", recon)],
                                             _path(workdir, "reconstructions"), data.value_range, title=cfg.name)
-  if s.corruption is not None and not data.has_paired_targets:
-    noisy = np.asarray(s.corruption(jax.random.PRNGKey(cfg.seed), shown))
-    figures["denoising"] = image_rows([("clean", shown), ("corrupted", noisy),
+  noise = (s.corruption if s.corruption is not None and not data.has_paired_targets
+           else metrics_lib.test_noise(cfg.evaluation.noisy_input, s))
+  if noise is not None and recon is not None:
+    noisy = np.asarray(noise(jax.random.PRNGKey(cfg.seed), shown))
+    figures["denoising"] = image_rows([("clean", shown), ("noisy" if s.corruption is None else "corrupted", noisy),
                                        ("reconstructed", apply.images(batched.reconstruct, params, noisy))],
                                       _path(workdir, "denoising"), data.value_range, title=f"{cfg.name}: denoising")
   kernel = first_layer_filters(s, params)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ae_research import batched
 from ae_research.batched import BatchedApply
-from ae_research.evaluation import baselines, drawing
+from ae_research.evaluation import baselines, drawing, filters
 from ae_research.evaluation import metrics as metrics_lib
 from ae_research.evaluation import probes
 from ae_research.losses.regularizers import Contractive
@@ -34,13 +34,29 @@ def batched_apply(s) -> BatchedApply:
 
 def compute_metrics(cfg, s, params) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
   """All applicable metrics of the model with `params`; also returns the per-example test arrays."""
-  ecfg, data, apply = cfg.evaluation, s.data, batched_apply(s)
-  test = _limit(data.test, ecfg.max_test)
+  apply, test = batched_apply(s), _limit(s.data.test, cfg.evaluation.max_test)
+  if s.model.predicts == "classes":
+    out, per_example = metrics_lib.classification(apply, params, test), {}
+  else:
+    out, per_example = reconstruction_metrics(cfg, s, params, apply, test)
+  kernel = drawing.first_layer_filters(s, params)
+  if kernel is not None:
+    out.update(filters.filter_metrics(kernel, s.model.first_layer_filters(), s.data.image_shape))
+  return out, per_example
+
+
+def reconstruction_metrics(cfg, s, params, apply: BatchedApply, test) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+  ecfg, data = cfg.evaluation, s.data
   jacobian = ecfg.jacobian if ecfg.jacobian is not None else any(
       isinstance(t, Contractive) for t in s.objective.terms.values())
   per_example = metrics_lib.evaluate_split(apply, params, test, s.corruption, data.value_range, jacobian=jacobian,
                                            seed=cfg.seed)
   out = metrics_lib.summarize(per_example)
+  noise = metrics_lib.test_noise(cfg.evaluation.noisy_input, s)
+  if noise is not None:
+    noisy = metrics_lib.evaluate_split(apply, params, test, noise, data.value_range, seed=cfg.seed)
+    out.update({"test/noisy_input_psnr": float(noisy["psnr_corrupted"].mean()),
+                "test/noisy_reconstruction_psnr": float(noisy["psnr"].mean())})
   if s.model.variational and "test/elbo" in out and ecfg.iwae_samples > 0:
     out.update(metrics_lib.likelihood(apply, params, _limit({"image": test["image"]}, ecfg.iwae_max_test),
                                       ecfg.iwae_samples, seed=cfg.seed))
@@ -87,7 +103,7 @@ def evaluate_and_draw(cfg, s, params, workdir: str, step: int,
     write_json(os.path.join(workdir, "eval.json"), out)
     seconds["eval"] = seconds.get("eval", 0.0) + time.perf_counter() - t
     t = time.perf_counter()
-    if draw:
+    if draw and "code" in per_example:
       drawn.append(pool.submit(drawing.code_figures, cfg, s, apply, params, test, per_example["code"], workdir))
     figures = {name: path for future in drawn for name, path in future.result().items()}
   seconds["figures"] = seconds.get("figures", 0.0) + time.perf_counter() - t

@@ -5,7 +5,7 @@ input), codes, the VAE's ELBO parts and its importance-weighted bound (IWAE, Bur
 2016), and the encoder's Jacobian norm for contractive models.
 """
 import math
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +14,7 @@ import optax
 from jax import lax
 
 from ae_research.batched import BatchedApply
+from ae_research.data.corruption import GaussianNoise
 from ae_research.losses.base import reconstruction_target
 from ae_research.losses.regularizers import gaussian_kl, jacobian_sq_norm
 
@@ -98,6 +99,29 @@ def likelihood(apply: BatchedApply, params, split: Dict[str, np.ndarray], sample
   n = len(out["iwae"])
   return {"test/nll_iwae": float(-out["iwae"].mean()), "test/nll_iwae_stderr": float(out["iwae"].std() / np.sqrt(n)),
           "test/nll_iwae_examples": n, "test/elbo_iwae_examples": float(out["elbo"].mean())}
+
+
+def per_example_classification(model, batch: Dict[str, jax.Array], rng: jax.Array, extra: Any) -> Dict[str, jax.Array]:
+  del rng, extra
+  logits, _ = model(batch["image"])
+  return {"correct": (jnp.argmax(logits, axis=-1) == batch["label"]).astype(jnp.float32),
+          "ce": optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])}
+
+
+def classification(apply: BatchedApply, params, split: Dict[str, np.ndarray]) -> Dict[str, float]:
+  """test/accuracy, test/error and test/ce (nats) of a classifier."""
+  out = apply(per_example_classification, params, split)
+  accuracy = float(out["correct"].mean())
+  return {"test/accuracy": accuracy, "test/error": 1.0 - accuracy, "test/ce": float(out["ce"].mean())}
+
+
+def test_noise(sigma: Optional[float], s) -> Optional[GaussianNoise]:
+  """`evaluation.noisy_input`: Gaussian noise (clipped to the data's range) put on the test images of a
+  model trained without corruption, to see whether it removes it (seed 000's "image denoising" figure)."""
+  if sigma is None or s.corruption is not None or s.data.has_paired_targets:
+    return None
+  lo, hi = s.data.value_range
+  return GaussianNoise(sigma=float(sigma), clip=True, low=lo, high=hi)
 
 
 def summarize(per_example: Dict[str, np.ndarray]) -> Dict[str, float]:

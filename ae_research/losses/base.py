@@ -28,6 +28,7 @@ class LossInputs:
   aux: Mapping[str, Any]  # The model's aux dict ("code", "logits", ...).
   model: Any  # The merged NNX module, for terms that need parameters or the encoder.
   mask: Optional[jax.Array] = None  # (B,) 1 for real examples, 0 for evaluation padding; None: all real.
+  labels: Optional[jax.Array] = None  # (B,) int class labels (supervised terms).
 
 
 def reconstruction_target(aux: Mapping[str, Any], batch: Mapping[str, jax.Array], clean: jax.Array) -> jax.Array:
@@ -52,11 +53,18 @@ class Term(Protocol):
     ...
 
 
+def _mean(values: jax.Array, mask: Optional[jax.Array]) -> jax.Array:
+  """Mean over the (real) examples, whatever the objective's batch reduction: metrics are per example."""
+  return values.mean() if mask is None else jnp.sum(values * mask) / jnp.maximum(mask.sum(), 1.0)
+
+
 class Objective:
   """Named terms with weights: `total = sum_k weight_k * reduce(term_k(ctx))`.
 
   Args:
     terms: name -> term.
+    metrics: name -> per-example function of the same inputs, logged as `<split>/<name>`
+      but not part of the loss (e.g. a classifier's accuracy).
     weights: name -> weight (missing names weigh 1.0).
     batch_reduction: "mean" over examples (default) or "sum" (e.g. SPEC 2's summed
       squared error over the batch, which sets the effective SGD step size).
@@ -65,9 +73,18 @@ class Objective:
   """
 
   def __init__(self, terms: Dict[str, Term], weights: Optional[Dict[str, float]] = None,
-               batch_reduction: str = "mean", warmup_steps: Optional[Dict[str, int]] = None):
+               batch_reduction: str = "mean", warmup_steps: Optional[Dict[str, int]] = None,
+               metrics: Optional[Dict[str, Term]] = None):
     if not terms:
       raise ConfigError("loss.terms: an objective needs at least one term")
+    for group, named in (("terms", terms), ("metrics", metrics or {})):
+      for name, fn in named.items():
+        if not callable(fn):
+          raise ConfigError(f"loss.{group}.{name}: not a loss term (a node without _target_?); give it a "
+                            "_target_ or remove it")
+    clash = sorted(set(metrics or {}) & set(terms))
+    if clash:
+      raise ConfigError(f"loss.metrics: {', '.join(clash)} also name a term; give metrics their own names")
     weights = dict(weights or {})
     warmup_steps = dict(warmup_steps or {})
     for key, named in (("weights", weights), ("warmup_steps", warmup_steps)):
@@ -79,6 +96,7 @@ class Objective:
     if batch_reduction not in ("mean", "sum"):
       raise ConfigError(f"loss.batch_reduction={batch_reduction!r}: must be mean or sum")
     self.terms = dict(terms)
+    self.metrics = dict(metrics or {})  # Logged like terms, never part of the loss (e.g. accuracy).
     self.weights = {name: float(weights.get(name, 1.0)) for name in terms}
     self.batch_reduction = batch_reduction
     self.warmup_steps = {k: int(v) for k, v in warmup_steps.items() if v > 0}
@@ -106,5 +124,6 @@ class Objective:
         weights[name] = weights[name] * jnp.minimum(1.0, step.astype(jnp.float32) / steps)
     metrics = {name: self._reduce(term(ctx), ctx.mask) for name, term in self.terms.items()}
     total = sum(weights[name] * value for name, value in metrics.items())
+    metrics.update({name: jax.lax.stop_gradient(_mean(fn(ctx), ctx.mask)) for name, fn in self.metrics.items()})
     extra = {f"weight/{name}": jnp.asarray(weights[name], jnp.float32) for name in self.warmup_steps}
     return total, {"loss": total, **metrics, **extra}

@@ -9,10 +9,11 @@ cross-entropy can be computed from logits, stably); variants add what their loss
 need ("mean"/"log_var" for a VAE; "target" where the model sets its own reconstruction
 target, as a stacked autoencoder's greedy stage does).
 
-What a variant can do is declared, not probed: `variational` (and then `posterior`),
-`num_stacked_layers`/`stage` (greedy pre-training), `first_layer_filters` (the filter
-figure), `sigmoid_code_kernel` (the closed-form contractive penalty), and the code and
-output activations the loss terms check.
+What a variant can do is declared, not probed (on `Model`, which classifiers share):
+`predicts`, `variational` (and then `posterior`), `num_stacked_layers`/`stage` (greedy
+pre-training), `first_layer_filters` (the filter figure and measures),
+`sigmoid_code_kernel` (the closed-form contractive penalty), `pretrained_part` (what an
+autoencoder run initialises), and the code and output activations the loss terms check.
 """
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -36,13 +37,15 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
     raise ConfigError(f"unknown activation {name!r}; choose one of {', '.join(_ACTIVATIONS)}") from None
 
 
-class Autoencoder(nnx.Module):
-  """Abstract autoencoder. Subclasses implement `encode` and `decode_logits`."""
+class Model(nnx.Module):
+  """What the trainer may ask of any model: `__call__(x, rng) -> (output, aux)` and declared abilities."""
 
+  predicts: str = "reconstruction"  # "reconstruction" (an autoencoder) or "classes" (a classifier).
   output_activation: str = "linear"
   code_activation: str = "linear"  # The code's activation (KL sparsity needs sigmoid codes).
   variational: bool = False  # True: `posterior(x) -> (mean, log_var)` exists and `__call__` samples.
   stage: int = 0  # Greedy pre-training: 0 is the whole model, k trains stacked layer k alone.
+  pretrained_part: Optional[str] = None  # The sub-module a pretrained autoencoder run initialises.
 
   @property
   def num_stacked_layers(self) -> int:
@@ -51,15 +54,6 @@ class Autoencoder(nnx.Module):
 
   def encode(self, x: jax.Array) -> jax.Array:
     raise NotImplementedError
-
-  def decode_logits(self, code: jax.Array) -> jax.Array:
-    raise NotImplementedError
-
-  def decode(self, code: jax.Array) -> jax.Array:
-    return get_activation(self.output_activation)(self.decode_logits(code))
-
-  def posterior(self, x: jax.Array) -> Tuple[jax.Array, jax.Array]:
-    raise NotImplementedError(f"{type(self).__name__} is not variational")
 
   def first_layer_filters(self) -> Optional[jax.Array]:
     """The first encoder layer's kernel ((inputs, units) or (k, k, in, out)), or None."""
@@ -74,6 +68,21 @@ class Autoencoder(nnx.Module):
     """A bool pytree like `params` (True: train it), or None to train everything."""
     del params
     return None
+
+
+class Autoencoder(Model):
+  """Abstract autoencoder. Subclasses implement `encode` and `decode_logits`."""
+
+  encoder_modules: Tuple[str, ...] = ("encoder",)  # The sub-modules `encode` reads (fine-tuning trains them).
+
+  def decode_logits(self, code: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  def decode(self, code: jax.Array) -> jax.Array:
+    return get_activation(self.output_activation)(self.decode_logits(code))
+
+  def posterior(self, x: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    raise NotImplementedError(f"{type(self).__name__} is not variational")
 
   def __call__(self, x: jax.Array, *, rng: Optional[jax.Array] = None) -> Tuple[jax.Array, Dict[str, Any]]:
     del rng  # Deterministic variants ignore it.

@@ -25,6 +25,7 @@ KINDS = ("mlp", "conv")
 
 
 class StackedAutoencoder(Autoencoder):
+  encoder_modules = ("encoders",)
 
   def __init__(self, input_shape: Sequence[int], kind: str = "mlp", sizes: Sequence[int] = (256, 64),
                activation: str = "sigmoid", output_activation: str = "sigmoid", kernel_size: int = 5,

@@ -20,6 +20,7 @@ class VAE(Autoencoder):
   """
 
   variational = True
+  encoder_modules = ("trunk", "mean")  # `encode` is the posterior mean.
 
   def __init__(self, input_shape: Sequence[int], latent_dim: int = 2, hidden: Sequence[int] = (512,),
                decoder_hidden: Optional[Sequence[int]] = None, activation: str = "relu",

@@ -61,7 +61,8 @@ def group_key(cfg: DictConfig) -> str:
   if opt.get("_target_") == "ae_research.optim.make_optimizer" and opt.get("schedule", "constant") == "constant":
     tree["optimizer"] = {k: VARIES if _is_number(v) and k not in _OPTIMIZER_STRUCTURE else v for k, v in opt.items()}
   trainer = tree.get("trainer") or {}
-  trainer.pop("resume", None)
+  for key in ("resume", "init_from"):  # Where a member starts, not what the program computes.
+    trainer.pop(key, None)
   return repr(tree)
 
 

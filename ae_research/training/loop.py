@@ -25,14 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 from ae_research import distributed, run_dir
 from ae_research.cache import enable_compilation_cache
 from ae_research.checkpoint import Checkpointer
-from ae_research.config import build
 from ae_research.errors import NonFiniteLossError, UserError
 from ae_research.population.members import differing_keys
 from ae_research.sharding import check_divisible, make_mesh, to_host
 from ae_research.training.actions import Checkpoint, Evaluate, StopOnSignal, WriteEpochRecord
 from ae_research.training.programs import CannotShare, Programs
 from ae_research.training.resume import initial_state
-from ae_research.training.setup import Setup, setup
+from ae_research.training.setup import Setup, prepare_data, setup
 from ae_research.training.summary import final_evaluation, run_summary, seconds_since_process_start
 from ae_research.writers import create_writer, resolve_mode
 
@@ -70,7 +69,7 @@ def checked_setup(cfg: DictConfig, **kwargs) -> Setup:
 def _build(cfgs: Sequence[DictConfig]) -> List[Union[Setup, Exception]]:
   """Each config's Setup (one data set for all, a mesh for the members that build), or its error."""
   try:
-    data = build(cfgs[0].dataset, "dataset")
+    data = prepare_data(cfgs[0])  # Members share the data set (their configs differ only in numbers).
     mesh = make_mesh(cfgs[0].trainer.devices, members=len(cfgs))
   except UserError as e:
     return [e] * len(cfgs)

@@ -5,17 +5,22 @@ continues exactly; the optimiser's hyperparameters come from the current config.
 `trainer.init_from` takes only the parameters of another run (trained with any optimiser)
 and starts a fresh optimiser, step and key.
 """
+import logging
 import os
+from typing import Optional
 
+import jax
 from omegaconf import DictConfig
 
 from ae_research import distributed
-from ae_research.checkpoint import Checkpointer
+from ae_research.checkpoint import Checkpointer, path_names
 from ae_research.errors import ConfigError
 from ae_research.sharding import put_replicated, to_host
 from ae_research.state import TrainState, create_train_state, with_hyperparams_of
 from ae_research.training.setup import Setup
 from ae_research.writers.jsonl import truncate_after
+
+log = logging.getLogger("ae_research")
 
 
 def initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str) -> TrainState:
@@ -33,18 +38,31 @@ def initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str) -
       truncate_after(log, int(to_host(state.step)))
     return state
   if tcfg.init_from:
-    state = state.replace(params=params_from(tcfg.init_from, state.params))
+    state = state.replace(params=params_from(tcfg.init_from, state.params, s.model.pretrained_part))
   if distributed.is_main_process():  # A fresh start: drop the records of an attempt that died before its first checkpoint.
     truncate_after(log, 0)
   return state
 
 
-def params_from(run_dir: str, like):
-  """The latest parameters of the run in `run_dir`, laid out like `like`."""
+def params_from(run_dir: str, like, part: Optional[str] = None):
+  """The latest parameters of the run in `run_dir`, laid out like `like`; a model with a
+  `pretrained_part` (a classifier made from an autoencoder) takes an autoencoder run's
+  parameters into that part and keeps its own initialisation elsewhere (the head)."""
   source = Checkpointer(os.path.join(run_dir, "checkpoints"))
+  what = f"trainer.init_from={run_dir}"
   try:
     if source.latest_step() is None:
-      raise ConfigError(f"trainer.init_from={run_dir}: no checkpoint there; point it at a trained run")
-    return source.restore_params(like, f"trainer.init_from={run_dir}")
+      raise ConfigError(f"{what}: no checkpoint there; point it at a trained run")
+    try:
+      return source.restore_params(like, what)
+    except ConfigError:
+      if part is None or part not in like or not set(path_names(like[part])) <= set(source.saved_param_names()):
+        raise  # Neither a run of this model nor of its pretrained part: report the whole-model mismatch.
+      loaded = path_names(source.restore_params(like[part], what))
+      prefix = f"{part}/"
+      leaves = [loaded[name[len(prefix):]] if name.startswith(prefix) else leaf
+                for name, leaf in path_names(like).items()]
+      log.info("%s: initialised %s from it (the rest keeps its initialisation)", what, part)
+      return jax.tree.unflatten(jax.tree.structure(like), leaves)
   finally:
     source.close()

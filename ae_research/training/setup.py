@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from ae_research.config import build, validate_config
 from ae_research.errors import ConfigError
 from ae_research.models.base import Autoencoder, has_convolutions
+from ae_research.models.classifier import Classifier
 from ae_research.sharding import check_divisible, make_mesh
 from ae_research.state import split_model
 from ae_research.step import make_loss_fn
@@ -39,7 +40,7 @@ class Plan:
 
   @property
   def sync_every_steps(self) -> int:
-    """Steps between the epoch ends where evaluation or checkpointing may be due: chunks stop there."""
+    """Steps between the points where evaluation or checkpointing may be due: chunks stop there."""
     return math.gcd(self.eval_every_steps, self.checkpoint_every_steps)
 
   def epoch_of(self, step: int) -> int:
@@ -66,13 +67,35 @@ class Setup:
     return make_loss_fn(self.graphdef, self.objective, self.corruption)
 
 
+TASKS = ("reconstruct", "classify")
+
+
 @functools.lru_cache(maxsize=16)
-def _model_init(model_yaml: str, input_shape: Tuple[int, ...]):
+def _model_init(model_yaml: str, task_yaml: str, input_shape: Tuple[int, ...], num_classes: int):
   """The model's constructor compiled as one program, seed traced: eager initialisation compiles every
   random op on its own (4.6 s for SPEC 1 vs 2.6 s, measured), and members that differ only in
-  their seed share this program (also across runs, through the persistent compilation cache)."""
-  node = OmegaConf.create(model_yaml)
-  return nnx.jit(lambda seed: build(node, "model", input_shape=input_shape, rngs=nnx.Rngs(jax.random.key(seed))))
+  their seed share this program (also across runs, through the persistent compilation cache).
+  With task=classify the autoencoder is wrapped in a `Classifier`."""
+  node, task = OmegaConf.create(model_yaml), OmegaConf.create(task_yaml)
+
+  def init(seed):
+    rngs = nnx.Rngs(jax.random.key(seed))
+    model = build(node, "model", input_shape=input_shape, rngs=rngs)
+    if task.name == "classify":
+      model = Classifier(model, num_classes, tuple(task.head_hidden), task.head_activation, task.freeze_encoder,
+                         rngs=rngs)
+    return model
+
+  return nnx.jit(init)
+
+
+def prepare_data(cfg: DictConfig):
+  """The run's data set: built from `dataset`, with only `task.labelled` labelled examples if asked."""
+  data = build(cfg.dataset, "dataset")
+  task = cfg.task
+  if task.name == "classify" and task.labelled is not None and task.labelled != data.num_train:
+    data = data.labelled_subset(task.labelled, task.labelled_per_class, task.labelled_seed)
+  return data
 
 
 def check_trainer(t: DictConfig) -> None:
@@ -84,7 +107,7 @@ def check_trainer(t: DictConfig) -> None:
       raise ConfigError(f"trainer.{key}={t[key]}: must be >= 0 (0 with epochs: evaluate only)")
   if t.checkpoint_min_interval_s < 0:
     raise ConfigError(f"trainer.checkpoint_min_interval_s={t.checkpoint_min_interval_s}: must be >= 0")
-  for key in ("max_steps", "devices", "eval_batch_size"):
+  for key in ("max_steps", "devices", "eval_batch_size", "eval_every_steps", "checkpoint_every_steps"):
     if t[key] is not None and t[key] <= 0:
       raise ConfigError(f"trainer.{key}={t[key]}: must be a positive integer or null")
   if t.scan_unroll not in SCAN_UNROLL:
@@ -97,7 +120,8 @@ def make_plan(tcfg: DictConfig, data, eval_batch_size: int) -> Plan:
   if tcfg.max_steps is not None:
     total_steps = min(total_steps, tcfg.max_steps)
   return Plan(data.batch_size, eval_batch_size, steps_per_epoch, total_steps, tcfg.log_every_steps,
-              tcfg.eval_every_epochs * steps_per_epoch, tcfg.checkpoint_every_epochs * steps_per_epoch)
+              tcfg.eval_every_steps or tcfg.eval_every_epochs * steps_per_epoch,
+              tcfg.checkpoint_every_steps or tcfg.checkpoint_every_epochs * steps_per_epoch)
 
 
 def setup(cfg: DictConfig, devices: Any = None, data: Any = None, mesh: Optional[Mesh] = None) -> Setup:
@@ -105,19 +129,25 @@ def setup(cfg: DictConfig, devices: Any = None, data: Any = None, mesh: Optional
   validate_config(cfg, SUPPLIED)
   tcfg = cfg.trainer
   check_trainer(tcfg)
-  data = build(cfg.dataset, "dataset") if data is None else data
+  if cfg.task.name not in TASKS:
+    raise ConfigError(f"task.name={cfg.task.name!r}: choose one of {', '.join(TASKS)}")
+  if cfg.task.name == "classify" and cfg.task.get("objective") is None:
+    raise ConfigError("task.name=classify needs task.objective (use task=classify, conf/task/classify.yaml)")
+  data = prepare_data(cfg) if data is None else data
   mesh = mesh or make_mesh(tcfg.devices if devices is None else devices)
   eval_batch_size = tcfg.eval_batch_size or data.batch_size
   check_divisible(data.batch_size, mesh)
   check_divisible(eval_batch_size, mesh, "trainer.eval_batch_size")
   plan = make_plan(tcfg, data, eval_batch_size)
-  model = _model_init(OmegaConf.to_yaml(cfg.model), data.image_shape)(jnp.uint32(cfg.seed))
-  objective = build(cfg.loss, "loss")
+  num_classes = data.num_classes if cfg.task.name == "classify" else 0
+  model = _model_init(OmegaConf.to_yaml(cfg.model), OmegaConf.to_yaml(cfg.task), data.image_shape,
+                      num_classes)(jnp.uint32(cfg.seed))
+  objective = build(cfg.task.objective, "task.objective") if cfg.task.name == "classify" else build(cfg.loss, "loss")
   objective.reference_batch_size = data.batch_size
   tx = build(cfg.optimizer, "optimizer", total_steps=max(plan.total_steps, 1))
   corruption = build(cfg.corruption, "corruption") if cfg.get("corruption") else None
   graphdef, params = split_model(model)
-  if model.stage == 0:  # A greedy stage reconstructs the layer below, not the data.
+  if model.stage == 0 and model.predicts == "reconstruction":  # A greedy stage reconstructs the layer below.
     out_shape = jax.eval_shape(lambda p, x: nnx.merge(graphdef, p)(x)[0], params,
                                jax.ShapeDtypeStruct((1, *data.image_shape), jnp.float32)).shape[1:]
     if tuple(out_shape) != data.target_shape:
@@ -136,7 +166,8 @@ def _check_code_size(model: Autoencoder, objective, corruption, data) -> None:
   (Conv codes are exempt: pooling bottlenecks are their regulariser, SPEC 5.)"""
   from ae_research.losses import BinaryCrossEntropy, SquaredError  # pylint: disable=g-import-not-at-top
   plain = all(isinstance(t, (SquaredError, BinaryCrossEntropy)) for t in objective.terms.values())
-  if not plain or corruption is not None or model.variational or model.stage or data.has_paired_targets:
+  if (not plain or corruption is not None or model.variational or model.stage or data.has_paired_targets
+      or model.predicts != "reconstruction"):
     return
   code = jax.eval_shape(model.encode, jax.ShapeDtypeStruct((1, *data.image_shape), jnp.float32)).shape
   size = math.prod(data.image_shape)

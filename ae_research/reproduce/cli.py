@@ -1,0 +1,75 @@
+"""`ae-reproduce STUDY|all [--quick] [overrides...]`: train a study's runs, evaluate, and report.
+
+Each study (reproduce/studies.py) trains its runs (populations where configs allow), sets
+every claim of its source next to the comparison that makes it a claim, and writes
+`reports/<study>/report.md`, `reports/index.md` and, for full runs, `experiments/<study>/README.md`.
+"""
+import argparse
+import datetime
+import os
+import sys
+import time
+from typing import Dict, Optional, Sequence
+
+from ae_research.errors import UserError
+from ae_research.reproduce.report import write_experiment_readme, write_index, write_report
+from ae_research.reproduce.studies import QUICK_EVAL, STUDIES
+from ae_research.run_dir import read_json
+
+
+def _metrics(run_dir: str) -> Dict:
+  return {**read_json(os.path.join(run_dir, "summary.json")), **read_json(os.path.join(run_dir, "eval.json"))}
+
+
+def reproduce(name: str, quick: bool = False, overrides: Sequence[str] = (), runs_root: str = "runs/reproduce",
+              reports_root: str = "reports", experiments_root: Optional[str] = None) -> str:
+  """Trains study `name`'s runs phase by phase and writes its report; returns the report's path."""
+  from ae_research.config import compose_config  # pylint: disable=g-import-not-at-top
+  from ae_research.population.runs import train_runs  # pylint: disable=g-import-not-at-top
+  study, t0 = STUDIES[name], time.perf_counter()
+  root = os.path.join(runs_root, name, datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+  run_dirs: Dict[str, str] = {}
+  for number, phase in enumerate(study.plan(quick)):
+    # --quick shortens the first phase; later phases (fine-tuning) are shortened by the study's own plan.
+    shorten = [*(study.quick if number == 0 else ()), *QUICK_EVAL] if quick else []
+    labels = list(phase)
+    cfgs = [compose_config([f"experiment={name}", *(o.format_map({"dirs": run_dirs}) for o in phase[lb]),
+                            *shorten, *overrides]) for lb in labels]
+    results = train_runs(cfgs, [os.path.join(root, lb) for lb in labels])
+    for lb, result in zip(labels, results):
+      if isinstance(result, Exception):
+        raise result
+      run_dirs[lb] = os.path.join(root, lb)
+  metrics = {lb: _metrics(d) for lb, d in run_dirs.items()}
+  if study.derive is not None:
+    metrics["derived"] = study.derive(metrics)
+  command = "ae-reproduce " + " ".join([name] + (["--quick"] if quick else []) + list(overrides))
+  report = write_report(study, run_dirs, metrics, os.path.join(reports_root, name), command)
+  write_index(reports_root)
+  if experiments_root and not quick:
+    write_experiment_readme(study, study.claims, metrics, report, command, (time.perf_counter() - t0) / 60,
+                            experiments_root)
+  return report
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(prog="ae-reproduce", description=__doc__.splitlines()[0])
+  parser.add_argument("study", help=f"one of: all, {', '.join(STUDIES)}")
+  parser.add_argument("--quick", action="store_true", help="a shortened run (about a minute per run on CPU)")
+  parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. dataset=mnist")
+  args = parser.parse_intermixed_args(argv)
+  names = list(STUDIES) if args.study == "all" else [args.study]
+  unknown = [n for n in names if n not in STUDIES]
+  if unknown:
+    print(f"error: unknown study {unknown[0]!r}; choose all or one of {', '.join(STUDIES)}", file=sys.stderr)
+    sys.exit(2)
+  for name in names:
+    try:
+      print(f"report: {reproduce(name, args.quick, args.overrides, experiments_root='experiments')}")
+    except UserError as e:
+      print(f"error: {name}: {e}", file=sys.stderr)
+      sys.exit(getattr(e, "exit_code", 2))
+
+
+if __name__ == "__main__":
+  main()
