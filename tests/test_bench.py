@@ -18,8 +18,12 @@ def test_bench_quick_writes_every_measurement(tmp_path):
   assert saved["peak_flop_per_s"] > 0
   assert saved["reference"]["reference_samples_per_s"] > 0 and saved["reference"]["framework_samples_per_s"] > 0
   assert [r["members"] for r in saved["population"]] == [1, 2]
+  assert [r["run"] for r in saved["end_to_end"]] == ["cold", "warm"]
+  for row in saved["end_to_end"]:  # A fresh process each: wall time covers start-up, which the phases do not.
+    assert row["wall_s"] > row["compile"] + row["train"] > 0 and row["to_first_step"] > 0 and row["eval"] > 0
   table = (tmp_path / "bench.md").read_text()
   assert "| mlp_2d" in table and "population members K" in table and "the reference" in table
+  assert "End to end" in table and "| warm |" in table
 
 
 def test_compare_needs_runs(tmp_path):

@@ -1,6 +1,7 @@
 """Every config composes, validates and builds; every experiment smoke-trains under `debug`."""
 import json
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -134,3 +135,20 @@ def test_experiment_hyperparameters_match_the_spec(make_cfg):
   assert (sparse.loss.terms.sparsity.rho, sparse.loss.weights.sparsity, sparse.loss.weights.weight_decay) == (0.1, 3.0, 1e-5)
   colour = make_cfg(["experiment=conv_colorize"], fast=False)
   assert (colour.optimizer.name, colour.dataset.batch_size, list(colour.model.output_shape)) == ("rmsprop", 148, [48, 48, 3])
+
+
+def test_reproduce_resume_keeps_finished_runs_and_trains_the_rest(tmp_path):
+  """`ae-reproduce STUDY --resume DIR`: finished runs are not trained again; a missing one is."""
+  overrides = ["debug=default", "dataset=digits", "trainer.max_steps=10", "logger.progress=false",
+               "evaluation.probe_max_train=300", "evaluation.retrieval_queries=50"]
+  kw = dict(quick=True, overrides=overrides, runs_root=str(tmp_path / "runs"), reports_root=str(tmp_path / "reports"))
+  reproduce("contractive_rifai2011", **kw)
+  (root,) = (tmp_path / "runs" / "contractive_rifai2011").iterdir()
+  kept = (root / "main" / "summary.json").stat().st_mtime_ns
+  shutil.rmtree(root / "plain")
+  reproduce("contractive_rifai2011", resume=str(root), **kw)
+  assert (root / "main" / "summary.json").stat().st_mtime_ns == kept
+  assert json.loads((root / "plain" / "summary.json").read_text())["step"] == 10
+  assert [p.name for p in (tmp_path / "runs" / "contractive_rifai2011").iterdir()] == [root.name]
+  with pytest.raises(ConfigError, match="no such directory"):
+    reproduce("contractive_rifai2011", resume=str(tmp_path / "missing"), **kw)

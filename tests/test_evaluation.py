@@ -160,6 +160,9 @@ def test_filter_structure_separates_edges_from_noise():
   gabor = filters.filter_metrics(_gabor_bank(), None, shape)["filters/neighbour_correlation"]
   noise = filters.filter_metrics(np.random.default_rng(1).normal(size=(64, 64)), None, shape)
   assert gabor > 0.5 and abs(noise["filters/neighbour_correlation"]) < 0.1, (gabor, noise)
+  assert noise["filters/frac_noise_like"] > 0.8  # 8x8 noise: ~0 +- 0.13.
+  mixed = np.concatenate([_gabor_bank()[:, :16], np.random.default_rng(4).normal(size=(64, 16))], axis=1)
+  assert filters.filter_metrics(mixed, None, shape)["filters/frac_noise_like"] == pytest.approx(0.5, abs=0.1)
   # A measure of energy concentration would prefer the noise; this one does not.
   conv = filters.filter_metrics(np.moveaxis(_gabor_bank(16).T.reshape(16, 8, 8, 1), 0, -1), None, (28, 28, 1))
   assert conv["filters/neighbour_correlation"] > 0.5  # Conv kernels (k, k, in, out) too.

@@ -100,3 +100,28 @@ def test_seeds_and_initialisations_fine_tune_as_one_population(make_cfg, tmp_pat
   assert all(r["population/size"] == 4 for r in results)
   alone = train_and_evaluate(cfgs[3], str(tmp_path / "alone"))
   assert results[3]["eval/loss"] == pytest.approx(alone["eval/loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("model", [
+    ["model=vae", "model.hidden=[16]", "model.latent_dim=4", "loss=vae_bce"],
+    ["model=conv", "model.channels=[4,8]", "loss=bce"],
+    ["model=stacked_mlp", "model.sizes=[16,8]", "loss=bce"],
+    ["model=stacked_conv", "model.sizes=[4,4]", "loss=half_mse"],
+], ids=["vae", "conv", "stacked_mlp", "stacked_conv"])
+def test_every_encoder_family_becomes_a_classifier(make_cfg, tmp_path, model):
+  """The classifier's features are the autoencoder's code (the VAE's posterior mean); init_from copies
+  the whole autoencoder in, and a few fine-tuning steps lower the cross-entropy."""
+  short = model + ["dataset.scale=unit", "evaluation.enabled=false", "trainer.figures=false", "trainer.max_steps=8",
+                   "trainer.greedy_epochs=0", "trainer.log_every_steps=4"]
+  train_and_evaluate(make_cfg(short), str(tmp_path / "ae"))
+  train_and_evaluate(make_cfg(short + ["task=classify", f"trainer.init_from={tmp_path / 'ae'}"]), str(tmp_path / "ft"))
+  ae = load_run(str(tmp_path / "ae"), devices=1).state.params
+  records = [r for r in read_jsonl(tmp_path / "ft" / "metrics.jsonl") if "train/ce" in r]
+  assert "train/accuracy" in records[0] and records[-1]["train/ce"] < records[0]["train/ce"]
+  tuned = load_run(str(tmp_path / "ft"), devices=1).state.params["autoencoder"]
+  assert any(not np.array_equal(a, b) for a, b in zip(_leaves(tuned), _leaves(ae)))  # The encoder trained...
+  # ...and started from the autoencoder: with no steps, the classifier's autoencoder is the trained one.
+  train_and_evaluate(make_cfg(short + ["task=classify", "trainer.epochs=0", f"trainer.init_from={tmp_path / 'ae'}"]),
+                     str(tmp_path / "loaded"))
+  for a, b in zip(_leaves(load_run(str(tmp_path / "loaded"), devices=1).state.params["autoencoder"]), _leaves(ae)):
+    np.testing.assert_array_equal(a, b)

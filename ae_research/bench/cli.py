@@ -8,7 +8,9 @@ devices; population throughput for K members in one program vs K sequential runs
 hand-written `lax.scan` reference (bench/reference.py) on the same data. Population rows
 time K members in one program against K actual runs one after another (steady samples/s
 and wall time), and a single run with and without the member axis (vmapped K = 1), which
-is how the trainer's layout for K = 1 was chosen. Writes bench.json and bench.md.
+is how the trainer's layout for K = 1 was chosen. The end-to-end row runs `make demo`'s
+config in a fresh process, cold and then warm (persistent compilation cache), split into
+start-up, compilation, training, evaluation and figures. Writes bench.json and bench.md.
 `--quick` shrinks everything (8x8 digits, a few steps) for the test suite.
 """
 import argparse
@@ -17,6 +19,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -146,6 +150,32 @@ def bench_population(quick: bool, workdir: str, sizes: Sequence[int], bar) -> Li
   return rows
 
 
+PHASES = ("to_first_step", "compile", "train", "eval", "figures", "checkpoint")
+
+
+def bench_end_to_end(quick: bool, workdir: str, bar) -> List[Dict[str, Any]]:
+  """`make demo`'s run (the default config; --quick: digits, 40 steps) as a user starts it, in a fresh
+  process, twice with one new compilation cache: cold (compiles) and warm (the second run of a config).
+  Wall time from outside the process, and its own phase timings from summary.json."""
+  overrides = ["dataset=digits", "debug=default", "logger.wandb.mode=disabled"] if quick else []
+  env = {**os.environ, "AE_CACHE_DIR": os.path.join(workdir, "cache")}
+  rows = []
+  for attempt in ("cold", "warm"):
+    bar.set_description(f"end to end ({attempt})")
+    run_dir = os.path.join(workdir, f"demo_{attempt}")
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "ae_research.train", *overrides, "logger.progress=false",
+                    f"hydra.run.dir={run_dir}"], env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    with open(os.path.join(run_dir, "summary.json")) as f:
+      summary = json.load(f)
+    row = {"run": attempt, "wall_s": wall, **{p: summary.get(f"time/{p}_s") for p in PHASES}}
+    row["wall_over_compile_and_train"] = wall / (row["compile"] + row["train"])
+    rows.append(row)
+    bar.update()
+  return rows
+
+
 def markdown(result: Dict[str, Any]) -> str:
   fmt = lambda v, f: "–" if v is None else format(v, f)
   lines = [f"# ae-bench ({'quick' if result['quick'] else 'full'}) — {result['device']}", "",
@@ -170,6 +200,13 @@ def markdown(result: Dict[str, Any]) -> str:
   lines += ["", "K = 1 as a one-member population (the step vmapped over a member axis) runs "
             f"{result['population'][0]['speedup_vs_sequential']:.2f}x the plain single-run program."
             if result["population"] and result["population"][0]["members"] == 1 else ""]
+  if result.get("end_to_end"):
+    lines += ["", "End to end (`make demo`'s run in a fresh process; seconds; `to first step` includes imports, data "
+              "and compilation):", "", "| run | wall | to first step | compile | train | eval | figures | checkpoints "
+              "| wall / (compile + train) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["end_to_end"]:
+      lines.append(f"| {r['run']} | {r['wall_s']:.1f} | " + " | ".join(fmt(r[p], ".2f") for p in PHASES)
+                   + f" | {r['wall_over_compile_and_train']:.2f}x |")
   return "\n".join(lines) + "\n"
 
 
@@ -178,7 +215,7 @@ def run_bench(quick: bool = False, out: Optional[str] = None, population_sizes: 
   out = out or os.path.join("runs", "bench", datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
   os.makedirs(out, exist_ok=True)
   n_models = len(MODELS) + (len(MODELS) if not quick else 1) * (len(jax.devices()) > 1)
-  with tempfile.TemporaryDirectory() as workdir, tqdm(total=n_models + 2 + len(sizes), unit="run") as bar:
+  with tempfile.TemporaryDirectory() as workdir, tqdm(total=n_models + 3 + len(sizes), unit="run") as bar:
     peak = matmul_peak()
     result = {"quick": quick, "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "device": f"{len(jax.devices())} x {jax.devices()[0].device_kind} ({jax.default_backend()}), "
@@ -188,6 +225,7 @@ def run_bench(quick: bool = False, out: Optional[str] = None, population_sizes: 
     result["models"] = bench_models(quick, workdir, peak, bar)
     result["reference"] = bench_reference(quick, workdir, bar, pairs=1 if quick else 5)
     result["population"] = bench_population(quick, workdir, sizes, bar)
+    result["end_to_end"] = bench_end_to_end(quick, workdir, bar)
   with open(os.path.join(out, "bench.json"), "w") as f:
     json.dump(result, f, indent=2)
   with open(os.path.join(out, "bench.md"), "w") as f:

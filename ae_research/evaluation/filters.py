@@ -5,6 +5,8 @@
   averaged. About 0 for white noise, about 0.5 or more for smooth edges and strokes.
   (Measures of how concentrated a filter's energy is would reward noise: the share of
   energy in a white-noise filter's strongest pixels is higher than in a smooth edge's.)
+- `frac_noise_like`: the share of filters whose neighbour correlation is below `NOISE_LIKE`,
+  i.e. that still look like (random) noise.
 - `relative_change`: ||w - w0|| / ||w0|| of each unit's weights from its initialisation;
   a unit whose weights moved less than `UNMOVED` kept its random initial filter.
 """
@@ -13,6 +15,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 UNMOVED = 0.1  # A unit whose weights changed by less than 10% of their initial norm "barely moved".
+NOISE_LIKE = 0.2  # Neighbour correlation of white noise: ~0 +- 0.04 for 28x28 filters, +- 0.13 for 8x8.
 
 
 def filter_stack(kernel: np.ndarray, input_shape: Sequence[int]) -> Optional[np.ndarray]:
@@ -51,7 +54,9 @@ def filter_metrics(kernel: np.ndarray, initial: Optional[np.ndarray], input_shap
   out = {}
   stack = filter_stack(kernel, input_shape)
   if stack is not None:
-    out["filters/neighbour_correlation"] = float(np.mean(neighbour_correlation(stack)))
+    correlation = neighbour_correlation(stack)
+    out["filters/neighbour_correlation"] = float(np.mean(correlation))
+    out["filters/frac_noise_like"] = float(np.mean(correlation < NOISE_LIKE))
   if initial is not None and np.shape(initial) == np.shape(kernel):
     change = relative_change(kernel, initial)
     out.update({"filters/median_relative_change": float(np.median(change)),

@@ -11,10 +11,10 @@ import sys
 import time
 from typing import Dict, Optional, Sequence
 
-from ae_research.errors import UserError
+from ae_research.errors import ConfigError, UserError
 from ae_research.reproduce.report import write_experiment_readme, write_index, write_report
 from ae_research.reproduce.studies import QUICK_EVAL, STUDIES
-from ae_research.run_dir import read_json
+from ae_research.run_dir import finished_summary, read_json
 
 
 def _metrics(run_dir: str) -> Dict:
@@ -22,12 +22,18 @@ def _metrics(run_dir: str) -> Dict:
 
 
 def reproduce(name: str, quick: bool = False, overrides: Sequence[str] = (), runs_root: str = "runs/reproduce",
-              reports_root: str = "reports", experiments_root: Optional[str] = None) -> str:
-  """Trains study `name`'s runs phase by phase and writes its report; returns the report's path."""
+              reports_root: str = "reports", experiments_root: Optional[str] = None,
+              resume: Optional[str] = None) -> str:
+  """Trains study `name`'s runs phase by phase and writes its report; returns the report's path.
+
+  `resume`: an earlier attempt's directory (runs/reproduce/<name>/<time>): runs that finished are
+  kept as they are, interrupted ones continue from their last checkpoint, missing ones train."""
   from ae_research.config import compose_config  # pylint: disable=g-import-not-at-top
   from ae_research.population.runs import train_runs  # pylint: disable=g-import-not-at-top
   study, t0 = STUDIES[name], time.perf_counter()
-  root = os.path.join(runs_root, name, datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+  root = resume or os.path.join(runs_root, name, datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+  if resume and not os.path.isdir(resume):
+    raise ConfigError(f"--resume {resume}: no such directory; give an earlier runs/reproduce/{name}/<time>")
   run_dirs: Dict[str, str] = {}
   for number, phase in enumerate(study.plan(quick)):
     # --quick shortens the first phase; later phases (fine-tuning) are shortened by the study's own plan.
@@ -35,11 +41,17 @@ def reproduce(name: str, quick: bool = False, overrides: Sequence[str] = (), run
     labels = list(phase)
     cfgs = [compose_config([f"experiment={name}", *(o.format_map({"dirs": run_dirs}) for o in phase[lb]),
                             *shorten, *overrides]) for lb in labels]
-    results = train_runs(cfgs, [os.path.join(root, lb) for lb in labels])
-    for lb, result in zip(labels, results):
+    dirs = [os.path.join(root, lb) for lb in labels]
+    if resume:  # Keep finished runs; the others continue (resume=true also starts a missing run afresh).
+      todo = [i for i, (c, d) in enumerate(zip(cfgs, dirs)) if finished_summary(d, c) is None]
+      for i in todo:
+        cfgs[i].trainer.resume = True
+    else:
+      todo = list(range(len(labels)))
+    for i, result in zip(todo, train_runs([cfgs[i] for i in todo], [dirs[i] for i in todo])):
       if isinstance(result, Exception):
         raise result
-      run_dirs[lb] = os.path.join(root, lb)
+    run_dirs.update(zip(labels, dirs))
   metrics = {lb: _metrics(d) for lb, d in run_dirs.items()}
   if study.derive is not None:
     metrics["derived"] = study.derive(metrics)
@@ -47,8 +59,9 @@ def reproduce(name: str, quick: bool = False, overrides: Sequence[str] = (), run
   report = write_report(study, run_dirs, metrics, os.path.join(reports_root, name), command)
   write_index(reports_root)
   if experiments_root and not quick:
-    write_experiment_readme(study, study.claims, metrics, report, command, (time.perf_counter() - t0) / 60,
-                            experiments_root)
+    # A resumed study's wall time is its runs' own (members of one population share theirs).
+    minutes = (sum({round(m.get("time/total_s", 0.0)) for m in metrics.values()}) if resume else time.perf_counter() - t0) / 60
+    write_experiment_readme(study, study.claims, metrics, report, command, minutes, experiments_root)
   return report
 
 
@@ -56,16 +69,20 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(prog="ae-reproduce", description=__doc__.splitlines()[0])
   parser.add_argument("study", help=f"one of: all, {', '.join(STUDIES)}")
   parser.add_argument("--quick", action="store_true", help="a shortened run (about a minute per run on CPU)")
+  parser.add_argument("--resume", metavar="RUNS_DIR", help="continue an earlier attempt (runs/reproduce/STUDY/TIME): "
+                      "finished runs are kept, interrupted ones resume; then the report is written")
   parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. dataset=mnist")
   args = parser.parse_intermixed_args(argv)
   names = list(STUDIES) if args.study == "all" else [args.study]
+  if args.resume and len(names) > 1:
+    parser.error("--resume continues one study's runs; name the study")
   unknown = [n for n in names if n not in STUDIES]
   if unknown:
     print(f"error: unknown study {unknown[0]!r}; choose all or one of {', '.join(STUDIES)}", file=sys.stderr)
     sys.exit(2)
   for name in names:
     try:
-      print(f"report: {reproduce(name, args.quick, args.overrides, experiments_root='experiments')}")
+      print(f"report: {reproduce(name, args.quick, args.overrides, experiments_root='experiments', resume=args.resume)}")
     except UserError as e:
       print(f"error: {name}: {e}", file=sys.stderr)
       sys.exit(getattr(e, "exit_code", 2))
