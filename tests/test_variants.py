@@ -209,3 +209,15 @@ def test_one_and_four_devices_agree_for_variants(make_cfg, tmp_path, overrides):
     losses[n] = [(r["step"], r["train/loss"], r.get("eval/loss")) for r in read_jsonl(tmp_path / str(n) / "metrics.jsonl")]
   for (s1, l1, e1), (s4, l4, e4) in zip(losses[1], losses[4], strict=True):
     assert s1 == s4 and l1 == pytest.approx(l4, rel=1e-4) and (e1 is None or e1 == pytest.approx(e4, rel=1e-4))
+
+
+@pytest.mark.parametrize("schedule", ["constant", "warmup_cosine"])
+def test_learning_rate_warmup_ramps_then_holds(make_cfg, tmp_path, schedule):
+  """optimizer.warmup_steps ramps the learning rate linearly from 0, for the constant schedule too."""
+  train_and_evaluate(make_cfg([f"optimizer.schedule={schedule}", "optimizer.warmup_steps=10", "trainer.max_steps=20",
+                               "trainer.log_every_steps=1", "trainer.figures=false"]), str(tmp_path))
+  rates = [r["train/learning_rate"] for r in read_jsonl(tmp_path / "metrics.jsonl") if "train/learning_rate" in r]
+  assert rates[0] == 0.0 and all(a < b for a, b in zip(rates[:10], rates[1:11]))  # The rate each step used.
+  assert rates[10] == pytest.approx(1e-3, rel=1e-3)
+  if schedule == "constant":
+    assert rates[-1] == pytest.approx(1e-3)
