@@ -187,6 +187,19 @@ def test_greedy_pretraining_freezes_lower_layers_then_fine_tunes(make_cfg, tmp_p
   assert stage2[-1]["train/loss"] < stage2[0]["train/loss"] and np.isfinite(summary["eval/loss"])
 
 
+def test_greedy_pretraining_without_fine_tuning_keeps_the_stages_parameters(make_cfg, tmp_path):
+  """trainer.epochs=0 after greedy stages (pretraining_conv): evaluated and drawn (no curves: nothing
+  trained at this level), and its checkpoint, which init_from reads, holds the last stage's parameters."""
+  cfg = make_cfg(["model=stacked_mlp", "model.sizes=[16,8]", "trainer.greedy_epochs=1", "trainer.epochs=0",
+                  "trainer.figures=true"])
+  summary = train_and_evaluate(cfg, str(tmp_path))
+  assert np.isfinite(summary["eval/loss"]) and (tmp_path / "figures" / "filters.png").exists()
+  assert not (tmp_path / "figures" / "curves.png").exists()
+  for a, b in zip(jax.tree.leaves(load_run(str(tmp_path / "pretrain" / "layer_2")).state.params),
+                  jax.tree.leaves(load_run(str(tmp_path)).state.params)):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_kl_warmup_ramps_the_weight(make_cfg, tmp_path):
   train_and_evaluate(make_cfg(["model=vae", "model.hidden=[16]", "loss=vae_bce", "dataset.scale=unit",
                                "loss.warmup_steps.kl=20", "trainer.max_steps=30"]), str(tmp_path))

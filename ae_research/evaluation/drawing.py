@@ -58,9 +58,10 @@ def model_figures(cfg, s, apply, params, test, workdir: str) -> Dict[str, str]:
   if kernel is not None:
     figures["filters"] = filter_grid(kernel, data.image_shape, _path(workdir, "filters"),
                                      title=f"{cfg.name}: first-layer filters (each normalised)")
-  if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
-    figures["curves"] = training_curves(read_jsonl(os.path.join(workdir, "metrics.jsonl")),
-                                        _path(workdir, "curves"), title=cfg.name)
+  log = os.path.join(workdir, "metrics.jsonl")
+  records = read_jsonl(log) if os.path.exists(log) else []
+  if any(k.startswith("train/") for r in records for k in r):  # Not for an evaluation-only run (epochs=0).
+    figures["curves"] = training_curves(records, _path(workdir, "curves"), title=cfg.name)
   return figures
 
 
