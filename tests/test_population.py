@@ -56,6 +56,8 @@ def test_members_with_different_shapes_train_separately(make_cfg, tmp_path):
   assert group_runs(cfgs) == [[0, 2], [1]]
   results = train_runs(cfgs, [str(tmp_path / str(i)) for i in range(3)])
   assert [r.get("population/size") for r in results] == [2, None, 2]
+  alone = [make_cfg(short + [f"seed={i}", "trainer.share_program=false"]) for i in range(2)]
+  assert group_runs(alone) == [[0], [1]]  # Opted out (convolutions on XLA CPU).
 
 
 def test_numeric_leaves_and_with_values():

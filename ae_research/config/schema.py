@@ -48,6 +48,9 @@ class TrainerConfig:
   figure_examples: int = 10
   init_from: Optional[str] = None  # Run directory whose latest parameters initialise this run.
   greedy_epochs: int = 0  # Stacked models: epochs of greedy pre-training per layer before fine-tuning.
+  # false: never train in a population with other runs of a multirun or study. For convolutions on XLA CPU:
+  # vmapped over members they become grouped convolutions, measured ~5x slower than separate runs.
+  share_program: bool = True
   # JAX's persistent compilation cache in $AE_CACHE_DIR/xla (or JAX_COMPILATION_CACHE_DIR): a repeated
   # run of the same config compiles nothing.
   compilation_cache: bool = True

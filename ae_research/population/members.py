@@ -86,8 +86,9 @@ def differing_keys(cfgs: Sequence[Any]) -> List[str]:
 
 
 def can_join_population(cfg: DictConfig) -> bool:
-  """Greedy layer-wise pre-training runs several programs in sequence; it trains alone."""
-  return cfg.trainer.greedy_epochs == 0
+  """Greedy layer-wise pre-training runs several programs in sequence; it trains alone, as does a run
+  with trainer.share_program=false."""
+  return cfg.trainer.greedy_epochs == 0 and cfg.trainer.get("share_program", True)
 
 
 def group_runs(cfgs: Sequence[DictConfig]) -> List[List[int]]:
