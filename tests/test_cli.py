@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-ENV = {**os.environ, "WANDB_MODE": "disabled", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+ENV = {**os.environ, "WANDB_MODE": "disabled",
+       "XLA_FLAGS": os.environ["XLA_FLAGS"].replace("device_count=4", "device_count=2")}
 FAST = ["dataset=digits", "model.hidden=[16]", "trainer.max_steps=12", "trainer.log_every_steps=4",
         "trainer.eval_batch_size=null", "logger.progress=false", "logger.wandb.mode=disabled"]
 

@@ -104,9 +104,11 @@ def test_seeds_and_initialisations_fine_tune_as_one_population(make_cfg, tmp_pat
 
 @pytest.mark.parametrize("model", [
     ["model=vae", "model.hidden=[16]", "model.latent_dim=4", "loss=vae_bce"],
-    ["model=conv", "model.channels=[4,8]", "loss=bce"],
+    # Conv chunks compiled as loops: unrolled ones (the CPU default) compile ~5x slower, and unrolling is
+    # covered by test_variants.py's conv runs.
+    ["model=conv", "model.channels=[4,8]", "loss=bce", "trainer.scan_unroll=rolled"],
     ["model=stacked_mlp", "model.sizes=[16,8]", "loss=bce"],
-    ["model=stacked_conv", "model.sizes=[4,4]", "loss=half_mse"],
+    ["model=stacked_conv", "model.sizes=[4,4]", "loss=half_mse", "trainer.scan_unroll=rolled"],
 ], ids=["vae", "conv", "stacked_mlp", "stacked_conv"])
 def test_every_encoder_family_becomes_a_classifier(make_cfg, tmp_path, model):
   """The classifier's features are the autoencoder's code (the VAE's posterior mean); init_from copies

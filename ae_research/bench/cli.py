@@ -42,7 +42,9 @@ MODELS = {  # name -> (SPEC section, overrides: full, quick)
             ["experiment=vae_blocks_2d", "debug=default", "trainer.epochs=3"]),
     "conv": ("SPEC 5 conv AE (colourisation)", ["experiment=conv_colorize", "trainer.max_steps=24",
                                                  "trainer.log_every_steps=6"],
-             ["experiment=conv_colorize", "debug=default", "trainer.max_steps=6", "trainer.log_every_steps=3"]),
+             ["experiment=conv_colorize", "debug=default", "trainer.max_steps=6", "trainer.log_every_steps=3",
+              "dataset.size=16", "dataset.num_train=592", "dataset.num_test=148", "model.channels=[4,8,8]",
+              "model.output_shape=[16,16,3]"]),
 }
 
 

@@ -39,7 +39,7 @@ NOISE = {"noise_0": 0.0, "noise_25": 0.25, "noise_50": 0.5}
 def _pretraining_mlp(quick: bool) -> Phases:
   sources = {pretraining.RANDOM: None, "plain": "ae_plain", "denoising": "ae_denoising",
              "contractive": "ae_contractive", "sparse": "ae_sparse"}
-  counts, seeds, steps = ((100, 1000), (0, 1), 100) if quick else (pretraining.LABEL_COUNTS, pretraining.SEEDS, 3000)
+  counts, seeds, steps = ((100, 1000), (0,), 100) if quick else (pretraining.LABEL_COUNTS, pretraining.SEEDS, 3000)
   return ({"ae_plain": [], "ae_denoising": ["corruption=masking", "corruption.probability=0.25"],
            "ae_contractive": ["loss=contractive", "loss.weights.contractive=0.1"],
            "ae_sparse": ["loss=sparse_kl", "loss.terms.sse.reduction=sum", "loss.weights.sse=1.0",
@@ -51,7 +51,7 @@ def _pretraining_mlp(quick: bool) -> Phases:
 def _pretraining_conv(quick: bool) -> Phases:
   # Full: 300 steps of 100 images and no 60,000-label row, as XLA CPU trains these convs at ~400 images/s
   # (18 fine-tuning runs ~25 min); on an accelerator pass pretraining.LABEL_COUNTS and more steps.
-  counts, seeds, steps = ((100, 1000), (0, 1), 24) if quick else ((100, 1000, 10000), pretraining.SEEDS, 300)
+  counts, seeds, steps = ((100, 1000), (0,), 24) if quick else ((100, 1000, 10000), pretraining.SEEDS, 300)
   # Both arms warm the learning rate up: a fresh Adam's first steps would otherwise undo pre-training.
   return ({"ae_conv": []}, pretraining.finetune_runs({pretraining.RANDOM: None, "masci": "ae_conv"}, steps,
                                                      batch_size=100, learning_rate=1e-3, counts=counts, seeds=seeds,
