@@ -54,7 +54,8 @@ def make_train_step(loss_fn, tx: optax.GradientTransformation, update_mask: Any 
     if update_mask is not None:
       updates = jax.tree.map(lambda u, train: u if train else jnp.zeros_like(u), updates, update_mask)
     params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "grad_norm": optax.global_norm(grads), "learning_rate": learning_rate(opt_state)}  # The rate this update used.
+    # The new state's learning rate is the one this update used (inject_hyperparams stores it).
+    metrics = {**metrics, "grad_norm": optax.global_norm(grads), "learning_rate": learning_rate(opt_state)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step

@@ -7,8 +7,19 @@ import tempfile
 # Every comparison in the suite is between runs under the same flags.
 FAST_COMPILE = ("--xla_cpu_opt_preset=CPU_OPT_PRESET_FAST_COMPILE --xla_backend_optimization_level=0 "
                 "--xla_llvm_disable_expensive_passes=true")
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4 "
-                           + FAST_COMPILE).strip()
+_USER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
+
+
+def xla_flags(devices: int) -> str:
+  """XLA_FLAGS for a test process (or a subprocess) that sees `devices` CPU devices."""
+  return f"{_USER_XLA_FLAGS} --xla_force_host_platform_device_count={devices} {FAST_COMPILE}".strip()
+
+
+# Conv chunks compiled as loops: unrolled ones (the CPU default, `trainer.scan_unroll=auto`) compile ~5x
+# slower; tests whose subject is not unrolling use this, and test_variants.py's conv runs cover unrolling.
+CONV_AS_LOOPS = "trainer.scan_unroll=rolled"
+
+os.environ["XLA_FLAGS"] = xla_flags(4)
 os.environ.setdefault("WANDB_MODE", "disabled")
 # Many tests (and their subprocesses) compile the same small programs: share XLA's persistent cache.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "ae-research-test-xla-cache"))

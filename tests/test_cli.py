@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import xla_flags  # tests/ is on sys.path
 
-ENV = {**os.environ, "WANDB_MODE": "disabled",
-       "XLA_FLAGS": os.environ["XLA_FLAGS"].replace("device_count=4", "device_count=2")}
+ENV = {**os.environ, "WANDB_MODE": "disabled", "XLA_FLAGS": xla_flags(2)}
 FAST = ["dataset=digits", "model.hidden=[16]", "trainer.max_steps=12", "trainer.log_every_steps=4",
         "trainer.eval_batch_size=null", "logger.progress=false", "logger.wandb.mode=disabled"]
 

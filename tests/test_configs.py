@@ -15,6 +15,7 @@ from ae_research.reproduce import STUDIES, reproduce
 from omegaconf import OmegaConf
 from ae_research.train import CONFIG_DIR
 from ae_research.writers.jsonl import read_jsonl
+from conftest import CONV_AS_LOOPS  # tests/ is on sys.path
 
 CONF = pathlib.Path(CONFIG_DIR)
 
@@ -69,9 +70,7 @@ def test_bad_target_keys_and_types_are_one_line_errors(make_cfg, tmp_path, overr
   assert message in str(info.value) and "\n" not in str(info.value)
 
 
-# Each study on small data of its own kind (Fashion-MNIST ones on the 8x8 digits). Conv chunks compile
-# as loops here (unrolled ones, the CPU default, compile ~5x slower; test_variants.py covers unrolling).
-ROLLED = "trainer.scan_unroll=rolled"
+# Each study on small data of its own kind (Fashion-MNIST ones on the 8x8 digits); conv chunks as loops.
 SHRINK = {
     "vae_blocks_2d": ["dataset.num_train=2048", "dataset.num_test=512"],
     "sparse_kl_patches": ["dataset.num_train=2000", "dataset.num_test=400", "dataset.batch_size=400",
@@ -79,9 +78,9 @@ SHRINK = {
     "sparse_kl_ufldl": ["dataset.num_train=2000", "dataset.num_test=400", "dataset.batch_size=2000",
                         "trainer.eval_every_epochs=10"],
     "conv_colorize": ["dataset.num_train=592", "dataset.num_test=148", "dataset.size=16", "model.channels=[4,8,8]",
-                      "model.output_shape=[16,16,3]", ROLLED],
-    "conv_masci2011": ["dataset=digits", "model.sizes=[8,8]", "trainer.greedy_epochs=1", ROLLED],
-    "pretraining_conv": ["dataset=digits", "model.sizes=[8,8]", ROLLED],
+                      "model.output_shape=[16,16,3]", CONV_AS_LOOPS],
+    "conv_masci2011": ["dataset=digits", "model.sizes=[8,8]", "trainer.greedy_epochs=1", CONV_AS_LOOPS],
+    "pretraining_conv": ["dataset=digits", "model.sizes=[8,8]", CONV_AS_LOOPS],
     "pretraining_mlp": ["dataset=digits", "model.latent_dim=32"],
 }
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from ae_research import train_and_evaluate
 from ae_research.writers.jsonl import read_jsonl
+from conftest import xla_flags  # tests/ is on sys.path
 
 RUN = ["dataset=digits", "dataset.batch_size=64", "trainer.max_steps=20", "trainer.log_every_steps=5",
        "logger.progress=false", "logger.wandb.mode=disabled", "evaluation.probes=false", "trainer.figures=false"]
@@ -22,7 +23,7 @@ def _free_port():
 def test_two_processes_match_one_process_with_four_devices(make_cfg, tmp_path):
   one = train_and_evaluate(make_cfg(RUN), str(tmp_path / "one"))  # conftest: 4 devices in this process.
   port, run_dir = _free_port(), tmp_path / "two"
-  env = {**os.environ, "XLA_FLAGS": os.environ["XLA_FLAGS"].replace("device_count=4", "device_count=2")}
+  env = {**os.environ, "XLA_FLAGS": xla_flags(2)}
   procs = [subprocess.Popen([sys.executable, "-m", "ae_research.train", *RUN, "trainer.distributed.enabled=true",
                              f"trainer.distributed.coordinator_address=127.0.0.1:{port}",
                              "trainer.distributed.num_processes=2", f"trainer.distributed.process_id={i}",

@@ -15,6 +15,7 @@ from ae_research.evaluation import metrics as metrics_lib
 from ae_research.evaluation import probes
 from ae_research.models import VAE
 from ae_research.sharding import make_mesh
+from conftest import xla_flags  # tests/ is on sys.path
 
 
 def test_pca_baseline_matches_svd():
@@ -130,7 +131,7 @@ def test_denoising_and_vae_metrics_and_figures(make_cfg, tmp_path):
 def test_ae_eval_command(make_cfg, tmp_path):
   train_and_evaluate(make_cfg(["trainer.max_steps=10", "evaluation.enabled=false"]), str(tmp_path))
   assert not (tmp_path / "eval.json").exists()
-  env = {**os.environ, "XLA_FLAGS": os.environ["XLA_FLAGS"].replace("device_count=4", "device_count=2")}
+  env = {**os.environ, "XLA_FLAGS": xla_flags(2)}
   run = lambda *args: subprocess.run([sys.executable, "-m", "ae_research.eval_cli", *args], capture_output=True,
                                      text=True, env=env, timeout=300, check=False)
   result = run(f"run_dir={tmp_path}", "evaluation.probes=false")

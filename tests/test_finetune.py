@@ -9,6 +9,7 @@ from ae_research.population.members import group_runs
 from ae_research.population.runs import train_runs
 from ae_research.run_dir import load_run
 from ae_research.writers.jsonl import read_jsonl
+from conftest import CONV_AS_LOOPS  # tests/ is on sys.path
 
 AE = ["model.hidden=[32]", "model.latent_dim=16", "evaluation.enabled=false", "trainer.figures=false"]
 CLASSIFY = AE + ["task=classify", "task.labelled=200", "trainer.epochs=6"]
@@ -104,11 +105,9 @@ def test_seeds_and_initialisations_fine_tune_as_one_population(make_cfg, tmp_pat
 
 @pytest.mark.parametrize("model", [
     ["model=vae", "model.hidden=[16]", "model.latent_dim=4", "loss=vae_bce"],
-    # Conv chunks compiled as loops: unrolled ones (the CPU default) compile ~5x slower, and unrolling is
-    # covered by test_variants.py's conv runs.
-    ["model=conv", "model.channels=[4,8]", "loss=bce", "trainer.scan_unroll=rolled"],
+    ["model=conv", "model.channels=[4,8]", "loss=bce", CONV_AS_LOOPS],
     ["model=stacked_mlp", "model.sizes=[16,8]", "loss=bce"],
-    ["model=stacked_conv", "model.sizes=[4,4]", "loss=half_mse", "trainer.scan_unroll=rolled"],
+    ["model=stacked_conv", "model.sizes=[4,4]", "loss=half_mse", CONV_AS_LOOPS],
 ], ids=["vae", "conv", "stacked_mlp", "stacked_conv"])
 def test_every_encoder_family_becomes_a_classifier(make_cfg, tmp_path, model):
   """The classifier's features are the autoencoder's code (the VAE's posterior mean); init_from copies

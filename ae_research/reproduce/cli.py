@@ -59,8 +59,9 @@ def reproduce(name: str, quick: bool = False, overrides: Sequence[str] = (), run
   report = write_report(study, run_dirs, metrics, os.path.join(reports_root, name), command)
   write_index(reports_root)
   if experiments_root and not quick:
-    # A resumed study's wall time is its runs' own (members of one population share theirs).
-    minutes = (sum({round(m.get("time/total_s", 0.0)) for m in metrics.values()}) if resume else time.perf_counter() - t0) / 60
+    # A resumed study's wall time is its runs' own; members of one population share theirs (the same value).
+    seconds = sum({m.get("time/total_s", 0.0) for m in metrics.values()}) if resume else time.perf_counter() - t0
+    minutes = seconds / 60
     write_experiment_readme(study, study.claims, metrics, report, command, minutes, experiments_root)
   return report
 

@@ -141,10 +141,11 @@ def train(cfgs: Sequence[DictConfig], workdirs: Sequence[str], setups: Optional[
         m.writer.close()
       if m.ckpt is not None:
         m.ckpt.close()
+  total_s = time.perf_counter() - t_start  # The population's wall time: every member's, to the bit.
   for i, m, summary in zip(index, members, summaries):
     results[i] = m.error or summary
     if summary is not None:
-      summary["time/total_s"] = time.perf_counter() - t_start
+      summary["time/total_s"] = total_s
       if distributed.is_main_process():
         run_dir.write_json(os.path.join(m.workdir, "summary.json"), summary)
   return results
