@@ -9,6 +9,7 @@ import sys
 from omegaconf import OmegaConf
 
 from ae_research.errors import ConfigError, UserError
+from ae_research.process import freeze_collector_at_exit
 
 
 def evaluate_run(run_dir: str, overrides=()) -> dict:
@@ -32,6 +33,7 @@ def evaluate_run(run_dir: str, overrides=()) -> dict:
 
 def main(argv=None) -> None:
   args = list(sys.argv[1:] if argv is None else argv)
+  freeze_collector_at_exit()
   run_dirs = [a.split("=", 1)[1] for a in args if a.startswith("run_dir=")]
   overrides = [a for a in args if not a.startswith("run_dir=")]
   try:

@@ -3,6 +3,7 @@
 The data order and every step's randomness are derived from `rng` and `step` alone
 (`data_key`, `step_key`), so restoring (params, opt_state, rng, step) resumes exactly.
 """
+import functools
 from typing import Any, Tuple
 
 import flax.struct
@@ -35,8 +36,16 @@ def split_model(model: nnx.Module) -> Tuple[nnx.GraphDef, nnx.State]:
 
 def create_train_state(params: nnx.State, tx: optax.GradientTransformation, seed: int) -> TrainState:
   """A fresh state with buffers of its own: training donates them, so they must not be the model's
-  (or each other's: optax.lbfgs's state holds one buffer in two leaves)."""
-  params = jax.tree.map(jnp.copy, params)
+  (or each other's: optax.lbfgs's state holds one buffer in two leaves).
+
+  One compiled program: leaf by leaf, the copies and the optimiser's zeros were dozens of
+  small programs compiled on first use (0.6 s of the demo's start-up, measured 2026-11-24)."""
+  return _fresh_state(params, tx, seed)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _fresh_state(params: nnx.State, tx: optax.GradientTransformation, seed: int) -> TrainState:
+  params = jax.tree.map(jnp.copy, params)  # Outputs of a program are new buffers; copies keep XLA from forwarding.
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=jax.tree.map(jnp.copy, tx.init(params)), rng=jax.random.PRNGKey(seed))
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from ae_research.config import CONFIG_DIR, register_schemas  # CONFIG_DIR: public here too (tests, notebooks).
 from ae_research.errors import UserError
+from ae_research.process import freeze_collector_at_exit
 from ae_research.run_dir import finished_summary
 
 # Hydra instantiates launchers only from the `hydra_plugins` namespace package; ours (the
@@ -32,6 +33,7 @@ logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "Unable to
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
   from ae_research.training import train_and_evaluate  # pylint: disable=g-import-not-at-top  (jax after --help)
+  freeze_collector_at_exit()
   workdir = HydraConfig.get().runtime.output_dir
   done = finished_summary(workdir, cfg) if cfg.trainer.resume else None
   if done is not None:  # A re-run sweep: this job already finished.

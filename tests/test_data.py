@@ -7,7 +7,8 @@ import pytest
 
 from ae_research.data import sources
 from ae_research.data.idx import read_idx
-from ae_research.data.sklearn_data import load_digits
+from ae_research.data.photos import sample_photos
+from ae_research.data.sklearn_data import digits_arrays, load_digits
 from ae_research.data.synthetic import load_blocks, make_blocks
 from ae_research.errors import DataError
 
@@ -108,6 +109,22 @@ def test_blocks_geometry_and_determinism():
   np.testing.assert_array_equal(images, again)
   data = load_blocks("blocks", batch_size=10, num_train=80, num_test=20, seed=3)
   assert data.num_train == 80 and data.num_test == 20 and data.label_name == "height"
+
+
+def test_digits_are_scikit_learns_digits():
+  import sklearn.datasets  # pylint: disable=g-import-not-at-top
+  images, targets = digits_arrays()
+  reference = sklearn.datasets.load_digits()
+  np.testing.assert_array_equal(images, reference.images)
+  np.testing.assert_array_equal(targets, reference.target)
+
+
+def test_sample_photos_are_scikit_learns():
+  import sklearn.datasets  # pylint: disable=g-import-not-at-top
+  ours, reference = sample_photos(), sklearn.datasets.load_sample_images().images
+  assert len(ours) == len(reference) == 2
+  for a, b in zip(ours, reference):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_digits_split_is_fixed():

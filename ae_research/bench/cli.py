@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from ae_research.bench.reference import time_reference
 from ae_research.config import compose_config
+from ae_research.process import freeze_collector_at_exit
 
 EXTRA = []
 COMMON = ["evaluation.enabled=false", "trainer.figures=false", "logger.wandb.mode=disabled", "logger.progress=false",
@@ -245,6 +246,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   parser.add_argument("--out", help="output directory (default: runs/bench/<time>)")
   parser.add_argument("--population", type=int, nargs="*", default=(), help="population sizes (default 1 4 16)")
   args = parser.parse_args(argv)
+  freeze_collector_at_exit()
   out = args.out or os.path.join("runs", "bench", datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
   result = run_bench(args.quick, out, args.population)
   print(markdown(result))

@@ -16,13 +16,29 @@ they may overlap spatially: with two photographs there is no held-out image.
 from typing import Optional, Sequence
 
 import numpy as np
-import sklearn.datasets
 from PIL import Image
 
 from ae_research.data.dataset import ArrayDataset
+from ae_research.data.sklearn_data import shipped_file
 from ae_research.errors import ConfigError, DataError
 
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma.
+
+
+SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")  # What `sklearn.datasets.load_sample_images` reads, in its order.
+
+
+def sample_photos() -> list:
+  """scikit-learn's two sample photographs as uint8 RGB arrays, read as `load_sample_images` reads them."""
+  paths = [shipped_file("datasets", "images", name) for name in SAMPLE_PHOTOS]
+  if not all(paths):
+    import sklearn.datasets  # pylint: disable=g-import-not-at-top  (a scikit-learn that keeps them elsewhere)
+    return list(sklearn.datasets.load_sample_images().images)
+  images = []
+  for path in paths:
+    with open(path, "rb") as f:
+      images.append(np.asarray(Image.open(f)))
+  return images
 
 
 def load_photos(paths: Optional[Sequence[str]] = None, downscale: int = 1) -> list:
@@ -33,7 +49,7 @@ def load_photos(paths: Optional[Sequence[str]] = None, downscale: int = 1) -> li
     except OSError as e:
       raise DataError(f"dataset.paths: cannot read {e.filename or e}; give readable image files") from None
   else:
-    images = list(sklearn.datasets.load_sample_images().images)
+    images = sample_photos()
   if downscale > 1:
     images = [np.asarray(Image.fromarray(im).reduce(downscale)) for im in images]
   return [im.astype(np.float32) / 255.0 for im in images]

@@ -14,17 +14,29 @@ def to_displayable(images: np.ndarray, value_range: Tuple[float, float]) -> np.n
   return images[..., 0] if images.shape[-1] == 1 else images
 
 
+def strip(images: np.ndarray, n: int, pad: int = 2) -> np.ndarray:
+  """(N, H, W[, 3]) in [0, 1] -> one (H, n*(W+pad)-pad[, 3]) row on white, left to right; N <= n."""
+  h, w = images.shape[1:3]
+  canvas = np.ones((h, n * (w + pad) - pad, *images.shape[3:]), np.float32)
+  for i, image in enumerate(images[:n]):
+    canvas[:, i * (w + pad):i * (w + pad) + w] = image
+  return canvas
+
+
+def show_strip(ax, images: np.ndarray, n: int, pad: int = 2) -> None:
+  """`images` side by side on one axes (one axes per row, not per image: drawing stays fast)."""
+  row = strip(images, n, pad)
+  ax.imshow(row, cmap="gray" if row.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+  ax.axis("off")
+
+
 def image_rows(rows: Sequence[Tuple[str, np.ndarray]], path: str, value_range: Tuple[float, float] = (0.0, 1.0),
                title: str = "") -> str:
   """One row per (label, images (N, H, W, C)); all rows show the same N examples."""
   n = max(len(images) for _, images in rows)
-  fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
-  for r, (label, images) in enumerate(rows):
-    shown = to_displayable(images, value_range)
-    for c in range(n):
-      ax = axes[r, c]
-      ax.axis("off")
-      if c < len(shown):
-        ax.imshow(shown[c], cmap="gray" if shown.ndim == 3 else None, vmin=0, vmax=1)
-    axes[r, 0].set_title(label, fontsize=8, loc="left")
+  h, w = rows[0][1].shape[1:3]
+  fig, axes = plt.subplots(len(rows), 1, figsize=(1.2 * n, (1.2 * h / w + 0.35) * len(rows)), squeeze=False)
+  for ax, (label, images) in zip(axes[:, 0], rows):
+    show_strip(ax, to_displayable(images, value_range), n)
+    ax.set_title(label, fontsize=8, loc="left")
   return save_figure(fig, path, title)

@@ -15,6 +15,7 @@ from ae_research.errors import ConfigError, UserError
 from ae_research.reproduce.report import write_experiment_readme, write_index, write_report
 from ae_research.reproduce.studies import QUICK_EVAL, STUDIES
 from ae_research.run_dir import finished_summary, read_json
+from ae_research.process import freeze_collector_at_exit
 
 
 def _metrics(run_dir: str) -> Dict:
@@ -74,6 +75,7 @@ def main(argv=None) -> None:
                       "finished runs are kept, interrupted ones resume; then the report is written")
   parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. dataset=mnist")
   args = parser.parse_intermixed_args(argv)
+  freeze_collector_at_exit()
   names = list(STUDIES) if args.study == "all" else [args.study]
   if args.resume and len(names) > 1:
     parser.error("--resume continues one study's runs; name the study")
