@@ -185,7 +185,15 @@ def _sweep_label(what: str, name: str = "") -> Optional[str]:
   return f"{name}[{hc.job.override_dirname}]" if hc.job.override_dirname else name
 
 
+_registered = False
+
+
 def register_schemas() -> None:
+  """Stores the schemas in Hydra's ConfigStore (once per process: every `compose_config` calls this, and
+  storing converts every dataclass again, 20 ms a time)."""
+  global _registered
+  if _registered:
+    return
   if not OmegaConf.has_resolver("ae.sweep"):
     OmegaConf.register_new_resolver("ae.sweep", _sweep_label)
   cs = ConfigStore.instance()
@@ -197,3 +205,4 @@ def register_schemas() -> None:
   cs.store(group="dataset", name="blocks_schema", node=BlocksConfig)
   cs.store(group="dataset", name="photo_patches_schema", node=PhotoPatchesConfig)
   cs.store(group="dataset", name="photo_colorize_schema", node=PhotoColorizeConfig)
+  _registered = True
