@@ -48,7 +48,7 @@ def test_outputs_and_falling_loss(make_cfg, tmp_path):
 
 def test_eval_loss_is_the_test_set_mse(make_cfg, tmp_path):
   """Independent check of the compiled, padded, sharded evaluation."""
-  summary = train_and_evaluate(make_cfg(["trainer.max_steps=15", "trainer.eval_batch_size=256"]), str(tmp_path))
+  summary = train_and_evaluate(make_cfg(QUIET + ["trainer.max_steps=15", "trainer.eval_batch_size=256"]), str(tmp_path))
   run = load_run(str(tmp_path))
   x = run.setup.data.test["image"]
   recon = np.asarray(run.model(x)[0])
@@ -58,7 +58,7 @@ def test_eval_loss_is_the_test_set_mse(make_cfg, tmp_path):
 def test_one_and_four_devices_agree(make_cfg, tmp_path):
   runs = {}
   for n in (1, 4):
-    train_and_evaluate(make_cfg([f"trainer.devices={n}", "trainer.max_steps=30"]), str(tmp_path / str(n)))
+    train_and_evaluate(make_cfg(QUIET + [f"trainer.devices={n}", "trainer.max_steps=30"]), str(tmp_path / str(n)))
     runs[n] = read_jsonl(tmp_path / str(n) / "metrics.jsonl")
   assert json.loads((tmp_path / "4" / "summary.json").read_text())["n_devices"] == 4
   for a, b in zip(runs[1], runs[4], strict=True):
@@ -71,10 +71,10 @@ def test_one_and_four_devices_agree(make_cfg, tmp_path):
 
 
 def test_resume_after_interruption_is_exact(make_cfg, tmp_path):
-  train_and_evaluate(make_cfg(["trainer.epochs=4"]), str(tmp_path / "full"))
+  train_and_evaluate(make_cfg(QUIET + ["trainer.epochs=4"]), str(tmp_path / "full"))
   # "Interrupted" after epoch 2: a run that stopped there, then resumed with the full schedule.
-  train_and_evaluate(make_cfg(["trainer.epochs=2"]), str(tmp_path / "cut"))
-  train_and_evaluate(make_cfg(["trainer.epochs=4", "trainer.resume=true"]), str(tmp_path / "cut"))
+  train_and_evaluate(make_cfg(QUIET + ["trainer.epochs=2"]), str(tmp_path / "cut"))
+  train_and_evaluate(make_cfg(QUIET + ["trainer.epochs=4", "trainer.resume=true"]), str(tmp_path / "cut"))
   jax.tree.map(np.testing.assert_array_equal, _params(tmp_path / "full"), _params(tmp_path / "cut"))
   full, cut = read_jsonl(tmp_path / "full" / "metrics.jsonl"), read_jsonl(tmp_path / "cut" / "metrics.jsonl")
   assert [r["step"] for r in cut] == [r["step"] for r in full]  # No duplicated or missing records.
@@ -82,7 +82,7 @@ def test_resume_after_interruption_is_exact(make_cfg, tmp_path):
 
 
 def test_existing_run_needs_resume_flag(make_cfg, tmp_path):
-  train_and_evaluate(make_cfg(["trainer.max_steps=5"]), str(tmp_path))
+  train_and_evaluate(make_cfg(QUIET + ["trainer.max_steps=5"]), str(tmp_path))
   before = (tmp_path / "metrics.jsonl").read_text()
   with pytest.raises(ConfigError, match="trainer.resume=true"):
     train_and_evaluate(make_cfg(["trainer.max_steps=10"]), str(tmp_path))
@@ -90,7 +90,8 @@ def test_existing_run_needs_resume_flag(make_cfg, tmp_path):
 
 
 def test_nan_loss_stops_with_step_and_keeps_checkpoint(make_cfg, tmp_path):
-  train_and_evaluate(make_cfg(["trainer.epochs=1", "optimizer=sgd", "optimizer.learning_rate=0.5"]), str(tmp_path))
+  train_and_evaluate(make_cfg(QUIET + ["trainer.epochs=1", "optimizer=sgd", "optimizer.learning_rate=0.5"]),
+                     str(tmp_path))
   ckpts = sorted(os.listdir(tmp_path / "checkpoints"))
   with pytest.raises(NonFiniteLossError, match=r"at step (2[3-9]|[3-6]\d) .*checkpoint of step 22 is intact"):
     train_and_evaluate(make_cfg(["trainer.epochs=3", "trainer.resume=true", "optimizer=sgd",
@@ -100,7 +101,7 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(make_cfg, tmp_path):
 
 
 def test_resume_with_a_different_optimizer_is_refused(make_cfg, tmp_path):
-  train_and_evaluate(make_cfg(["trainer.epochs=1"]), str(tmp_path))
+  train_and_evaluate(make_cfg(QUIET + ["trainer.epochs=1"]), str(tmp_path))
   with pytest.raises(CheckpointError, match="does not fit the current config"):
     train_and_evaluate(make_cfg(["trainer.epochs=2", "trainer.resume=true", "optimizer=sgd"]), str(tmp_path))
 
@@ -113,8 +114,8 @@ def test_batch_not_divisible_by_devices(make_cfg, tmp_path):
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop", "adadelta", "adamw"])
 def test_every_optimizer_trains(make_cfg, tmp_path, optimizer):
   lr = {"sgd": 0.5, "adadelta": 10.0}.get(optimizer, 3e-3)
-  summary = train_and_evaluate(make_cfg([f"optimizer={optimizer}", f"optimizer.learning_rate={lr}",
-                                         "trainer.figures=false"]), str(tmp_path))
+  summary = train_and_evaluate(make_cfg(QUIET + [f"optimizer={optimizer}", f"optimizer.learning_rate={lr}"]),
+                               str(tmp_path))
   first = read_jsonl(tmp_path / "metrics.jsonl")[0]["train/loss"]
   assert summary["train/loss"] < first
 

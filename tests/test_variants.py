@@ -15,6 +15,8 @@ from ae_research.run_dir import load_run
 from ae_research.step import make_loss_fn
 from ae_research.writers.jsonl import read_jsonl
 
+QUIET = ["evaluation.enabled=false", "trainer.figures=false"]  # For tests that read only the training logs.
+
 
 def _ctx(model, x, **aux):
   recon, model_aux = model(x)
@@ -173,7 +175,7 @@ def test_stacked_stage_targets_are_the_frozen_codes(kind, shape):
 
 def test_greedy_pretraining_freezes_lower_layers_then_fine_tunes(make_cfg, tmp_path):
   cfg = make_cfg(["model=stacked_mlp", "model.sizes=[16,8]", "optimizer=adamw", "optimizer.learning_rate=3e-3",
-                  "+optimizer.weight_decay=0.1", "trainer.greedy_epochs=2", "trainer.epochs=1"])
+                  "+optimizer.weight_decay=0.1", "trainer.greedy_epochs=2", "trainer.epochs=1", *QUIET])
   summary = train_and_evaluate(cfg, str(tmp_path))
   layer1 = load_run(str(tmp_path / "pretrain" / "layer_1")).state.params
   layer2 = load_run(str(tmp_path / "pretrain" / "layer_2")).state.params
@@ -202,7 +204,7 @@ def test_greedy_pretraining_without_fine_tuning_keeps_the_stages_parameters(make
 
 def test_kl_warmup_ramps_the_weight(make_cfg, tmp_path):
   train_and_evaluate(make_cfg(["model=vae", "model.hidden=[16]", "loss=vae_bce", "dataset.scale=unit",
-                               "loss.warmup_steps.kl=20", "trainer.max_steps=30"]), str(tmp_path))
+                               "loss.warmup_steps.kl=20", "trainer.max_steps=30", *QUIET]), str(tmp_path))
   weights = [r["train/weight/kl"] for r in read_jsonl(tmp_path / "metrics.jsonl") if "eval/loss" not in r]
   # Chunk means of min(1, step / 20): rising over the first 20 steps, then 1.
   assert all(a < b for a, b in zip(weights[:4], weights[1:5])) and weights[0] < 0.2
@@ -217,7 +219,7 @@ def test_kl_warmup_ramps_the_weight(make_cfg, tmp_path):
 def test_one_and_four_devices_agree_for_variants(make_cfg, tmp_path, overrides):
   losses = {}
   for n in (1, 4):
-    train_and_evaluate(make_cfg(overrides + [f"trainer.devices={n}", "trainer.max_steps=20", "trainer.figures=false"]),
+    train_and_evaluate(make_cfg(overrides + [f"trainer.devices={n}", "trainer.max_steps=20", *QUIET]),
                        str(tmp_path / str(n)))
     losses[n] = [(r["step"], r["train/loss"], r.get("eval/loss")) for r in read_jsonl(tmp_path / str(n) / "metrics.jsonl")]
   for (s1, l1, e1), (s4, l4, e4) in zip(losses[1], losses[4], strict=True):
@@ -228,7 +230,7 @@ def test_one_and_four_devices_agree_for_variants(make_cfg, tmp_path, overrides):
 def test_learning_rate_warmup_ramps_then_holds(make_cfg, tmp_path, schedule):
   """optimizer.warmup_steps ramps the learning rate linearly from 0, for the constant schedule too."""
   train_and_evaluate(make_cfg([f"optimizer.schedule={schedule}", "optimizer.warmup_steps=10", "trainer.max_steps=20",
-                               "trainer.log_every_steps=1", "trainer.figures=false"]), str(tmp_path))
+                               "trainer.log_every_steps=1", *QUIET]), str(tmp_path))
   rates = [r["train/learning_rate"] for r in read_jsonl(tmp_path / "metrics.jsonl") if "train/learning_rate" in r]
   assert rates[0] == 0.0 and all(a < b for a, b in zip(rates[:10], rates[1:11]))  # The rate each step used.
   assert rates[10] == pytest.approx(1e-3, rel=1e-3)
