@@ -14,6 +14,7 @@ level) enter as traced values (`population/members.py`). A single run (K = 1) ru
 same code without the member axis: measured with `ae-bench`, vmapping one member costs
 throughput on CPU and buys nothing.
 """
+import functools
 import time
 from typing import Any, Callable, Dict, List, Sequence
 
@@ -33,6 +34,16 @@ from ae_research.training.setup import Setup
 
 class CannotShare(Exception):
   """The members do not fit one program (they then train one after another)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _order_program(num_train: int, batch_size: int, stacked: bool, sharding) -> Callable:
+  """The jitted epoch order `(rng, epoch) -> (steps, batch) indices`, shared by every run in the process
+  with the same data size, batch, layout and mesh (traced and lowered once, not once per run)."""
+  order = lambda rng, epoch: epoch_order(rng, epoch, num_train, batch_size)
+  if stacked:
+    order = jax.vmap(order, in_axes=(0, None), spmd_axis_name=POPULATION_AXIS)
+  return jax.jit(order, out_shardings=sharding)
 
 
 class Programs:
@@ -59,9 +70,7 @@ class Programs:
     self.test = put_replicated(batch_split(s0.data.test, self.plan.eval_batch_size), self.mesh)
     self.hps = self._place({w: {p: v for p, v in paths.items()} for w, paths in self.varying.items()}, stacked_host=True)
     self.eval_rngs = self._place([np.asarray(jax.random.PRNGKey(seed + 1)) for seed in seeds])
-    self._order = jax.jit(self._members(lambda rng, epoch: epoch_order(rng, epoch, s0.data.num_train,
-                                                                        self.plan.batch_size), (0, None)),
-                          out_shardings=self.state_sharding)
+    self._order = _order_program(s0.data.num_train, self.plan.batch_size, self.stacked, self.state_sharding)
     self._evaluate = jax.jit(self._members(self._evaluate_member, (0, 0, 0, 0, None)),
                              out_shardings=replicated(self.mesh))
     self._member_state = jax.jit(lambda states, i: jax.tree.map(lambda x: x[i], states),
