@@ -23,7 +23,9 @@ os.environ["XLA_FLAGS"] = xla_flags(4)
 os.environ.setdefault("WANDB_MODE", "disabled")
 # Many tests (and their subprocesses) compile the same small programs: share XLA's persistent cache.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "ae-research-test-xla-cache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+# Every program, however quick to compile: the suite's many subprocesses then read even the tiny ones
+# (tests/test_sweeps.py + test_faults.py from an empty cache: 76-78 s at 0.1 s, 68-69 s at 0; 2026-11-24).
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 os.environ.setdefault("WANDB_SILENT", "true")
 # Data-only evaluation baselines are cached too (tests of the cache itself point it elsewhere).
