@@ -3,7 +3,6 @@
 The data order and every step's randomness are derived from `rng` and `step` alone
 (`data_key`, `step_key`), so restoring (params, opt_state, rng, step) resumes exactly.
 """
-import functools
 from typing import Any, Tuple
 
 import flax.struct
@@ -39,15 +38,15 @@ def create_train_state(params: nnx.State, tx: optax.GradientTransformation, seed
   (or each other's: optax.lbfgs's state holds one buffer in two leaves).
 
   One compiled program: leaf by leaf, the copies and the optimiser's zeros were dozens of
-  small programs compiled on first use (0.6 s of the demo's start-up, measured 2026-11-24)."""
-  return _fresh_state(params, tx, seed)
+  small programs compiled on first use (0.6 s of the demo's start-up, measured 2026-11-24). The
+  program is traced per call (each run has its own optimiser), so no jit cache keeps old ones."""
 
+  def fresh(params: nnx.State) -> TrainState:
+    params = jax.tree.map(jnp.copy, params)  # Copies: the state's buffers are not the model's.
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=jax.tree.map(jnp.copy, tx.init(params)), rng=jax.random.PRNGKey(seed))
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _fresh_state(params: nnx.State, tx: optax.GradientTransformation, seed: int) -> TrainState:
-  params = jax.tree.map(jnp.copy, params)  # Outputs of a program are new buffers; copies keep XLA from forwarding.
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=jax.tree.map(jnp.copy, tx.init(params)), rng=jax.random.PRNGKey(seed))
+  return jax.jit(fresh)(params)
 
 
 def data_key(rng: jax.Array, epoch: Any) -> jax.Array:

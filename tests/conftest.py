@@ -19,6 +19,9 @@ def xla_flags(devices: int) -> str:
 # slower; tests whose subject is not unrolling use this, and test_variants.py's conv runs cover unrolling.
 CONV_AS_LOOPS = "trainer.scan_unroll=rolled"
 
+# For runs whose test reads only the training logs: no end-of-run evaluation, no figures.
+QUIET = ["evaluation.enabled=false", "trainer.figures=false"]
+
 os.environ["XLA_FLAGS"] = xla_flags(4)
 os.environ.setdefault("WANDB_MODE", "disabled")
 # Many tests (and their subprocesses) compile the same small programs: share XLA's persistent cache.

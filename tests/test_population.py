@@ -11,9 +11,9 @@ from ae_research.population.members import group_runs, numeric_leaves, with_valu
 from ae_research.population.runs import train_runs
 from ae_research.run_dir import load_run
 from ae_research.writers.jsonl import JsonlWriter
+from conftest import QUIET  # tests/ is on sys.path
 
 SPE = 1438 // 64  # digits, batch 64: 22 steps per epoch.
-QUIET = ["evaluation.enabled=false", "trainer.figures=false"]
 MEMBERS = [["seed=0", "optimizer.learning_rate=0.001"], ["seed=1", "optimizer.learning_rate=0.003"],
            ["seed=2", "optimizer.learning_rate=0.001"], ["seed=3", "optimizer.learning_rate=0.01"]]
 

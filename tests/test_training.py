@@ -11,9 +11,9 @@ from ae_research import train_and_evaluate
 from ae_research.errors import CheckpointError, ConfigError, Interrupted, NonFiniteLossError, UserError
 from ae_research.run_dir import load_run
 from ae_research.writers.jsonl import JsonlWriter, read_jsonl
+from conftest import QUIET  # tests/ is on sys.path
 
 SPE = 1438 // 64  # digits, batch 64: 22 steps per epoch.
-QUIET = ["evaluation.enabled=false", "trainer.figures=false"]
 
 
 def _params(run_dir, devices=1):

@@ -14,8 +14,7 @@ from ae_research.models import VAE, ConvAutoencoder, MLPAutoencoder, StackedAuto
 from ae_research.run_dir import load_run
 from ae_research.step import make_loss_fn
 from ae_research.writers.jsonl import read_jsonl
-
-QUIET = ["evaluation.enabled=false", "trainer.figures=false"]  # For tests that read only the training logs.
+from conftest import QUIET  # tests/ is on sys.path
 
 
 def _ctx(model, x, **aux):

@@ -5,17 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ae_research.figures import save_figure
-from ae_research.figures.images import to_displayable
-
-
-def tile(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
-  """(N, H, W[, 3]) in [0, 1] -> one (rows*(H+pad), cols*(W+pad)[, 3]) mosaic, row-major."""
-  n, h, w = images.shape[:3]
-  canvas = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad, *images.shape[3:]), np.float32)
-  for i in range(min(n, rows * cols)):
-    r, c = divmod(i, cols)
-    canvas[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = images[i]
-  return canvas
+from ae_research.figures.images import tile, to_displayable
 
 
 def manifold_grid(images: np.ndarray, n: int, extent, path: str, value_range=(0.0, 1.0), title: str = "") -> str:

@@ -14,18 +14,19 @@ def to_displayable(images: np.ndarray, value_range: Tuple[float, float]) -> np.n
   return images[..., 0] if images.shape[-1] == 1 else images
 
 
-def strip(images: np.ndarray, n: int, pad: int = 2) -> np.ndarray:
-  """(N, H, W[, 3]) in [0, 1] -> one (H, n*(W+pad)-pad[, 3]) row on white, left to right; N <= n."""
-  h, w = images.shape[1:3]
-  canvas = np.ones((h, n * (w + pad) - pad, *images.shape[3:]), np.float32)
-  for i, image in enumerate(images[:n]):
-    canvas[:, i * (w + pad):i * (w + pad) + w] = image
+def tile(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
+  """(N, H, W[, 3]) in [0, 1] -> one (rows*(H+pad), cols*(W+pad)[, 3]) mosaic, row-major."""
+  n, h, w = images.shape[:3]
+  canvas = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad, *images.shape[3:]), np.float32)
+  for i in range(min(n, rows * cols)):
+    r, c = divmod(i, cols)
+    canvas[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = images[i]
   return canvas
 
 
 def show_strip(ax, images: np.ndarray, n: int, pad: int = 2) -> None:
   """`images` side by side on one axes (one axes per row, not per image: drawing stays fast)."""
-  row = strip(images, n, pad)
+  row = tile(images, 1, n, pad)
   ax.imshow(row, cmap="gray" if row.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
   ax.axis("off")
 

@@ -12,10 +12,10 @@ import time
 from typing import Dict, Optional, Sequence
 
 from ae_research.errors import ConfigError, UserError
+from ae_research.process import freeze_collector_at_exit
 from ae_research.reproduce.report import write_experiment_readme, write_index, write_report
 from ae_research.reproduce.studies import QUICK_EVAL, STUDIES
 from ae_research.run_dir import finished_summary, read_json
-from ae_research.process import freeze_collector_at_exit
 
 
 def _metrics(run_dir: str) -> Dict:

@@ -36,14 +36,17 @@ class CannotShare(Exception):
   """The members do not fit one program (they then train one after another)."""
 
 
+def _over_members(fn: Callable, in_axes, stacked: bool) -> Callable:
+  """`fn` vmapped over the member axis (spread over the mesh's "population" axis), or `fn` for K = 1."""
+  return jax.vmap(fn, in_axes=in_axes, spmd_axis_name=POPULATION_AXIS) if stacked else fn
+
+
 @functools.lru_cache(maxsize=64)
 def _order_program(num_train: int, batch_size: int, stacked: bool, sharding) -> Callable:
   """The jitted epoch order `(rng, epoch) -> (steps, batch) indices`, shared by every run in the process
   with the same data size, batch, layout and mesh (traced and lowered once, not once per run)."""
   order = lambda rng, epoch: epoch_order(rng, epoch, num_train, batch_size)
-  if stacked:
-    order = jax.vmap(order, in_axes=(0, None), spmd_axis_name=POPULATION_AXIS)
-  return jax.jit(order, out_shardings=sharding)
+  return jax.jit(_over_members(order, (0, None), stacked), out_shardings=sharding)
 
 
 class Programs:
@@ -80,7 +83,7 @@ class Programs:
 
   # --- The member axis: vmapped (stacked) or absent (a single run). ---
   def _members(self, fn, in_axes):
-    return jax.vmap(fn, in_axes=in_axes, spmd_axis_name=POPULATION_AXIS) if self.stacked else fn
+    return _over_members(fn, in_axes, self.stacked)
 
   def _place(self, trees: Any, stacked_host: bool = False):
     """Per-member host values -> device: stacked (K, ...) over "population", or member 0's alone."""
