@@ -49,29 +49,9 @@ class Checkpointer:
           f"{self.directory}/{step} does not fit the current config ({str(e).splitlines()[0][:160]}); "
           "resume with the config the run was started with, or start a new run directory") from None
 
-  def saved_param_names(self) -> list:
-    """The path names of the latest checkpoint's parameters (as `path_names` spells them)."""
-    return list(path_names(self._raw_params()))
-
-  def _raw_params(self) -> Any:
-    return self._manager.restore(self._manager.latest_step(), args=ocp.args.StandardRestore())["params"]
-
-  def restore_params(self, like: Any, what: str) -> Any:
-    """Only the parameters of the latest checkpoint, laid out like `like` (whatever optimiser
-    state the checkpoint holds); names every parameter that is missing or differs in shape."""
-    saved = path_names(self._raw_params())
-    wanted = path_names(like)
-    problems = [f"{k} missing" for k in wanted if k not in saved]
-    problems += [f"{k} {tuple(np.shape(saved[k]))} vs {tuple(v.shape)}" for k, v in wanted.items()
-                 if k in saved and tuple(np.shape(saved[k])) != tuple(v.shape)]
-    problems += [f"{k} not in this model" for k in saved if k not in wanted]
-    if problems:
-      shown = "; ".join(p.replace("/value", "") for p in problems[:4]) + (" ..." if len(problems) > 4 else "")
-      raise ConfigError(f"{what}: its parameters do not fit this model ({shown}); use a run of the same "
-                        "architecture")
-    leaves = [saved[k] for k in path_names(like)]
-    return jax.tree.map(lambda new, old: put(np.asarray(new, old.dtype), old.sharding),
-                        jax.tree.unflatten(jax.tree.structure(like), leaves), like)
+  def saved_params(self) -> Dict[str, Any]:
+    """The latest checkpoint's parameters as host arrays, by path name (as `path_names` spells them)."""
+    return path_names(self._manager.restore(self._manager.latest_step(), args=ocp.args.StandardRestore())["params"])
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -79,3 +59,20 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def fit_params(saved: Dict[str, Any], like: Any, what: str) -> Any:
+  """`saved` (from `Checkpointer.saved_params`) laid out like `like`; names every parameter that
+  is missing or differs in shape."""
+  wanted = path_names(like)
+  problems = [f"{k} missing" for k in wanted if k not in saved]
+  problems += [f"{k} {tuple(np.shape(saved[k]))} vs {tuple(v.shape)}" for k, v in wanted.items()
+               if k in saved and tuple(np.shape(saved[k])) != tuple(v.shape)]
+  problems += [f"{k} not in this model" for k in saved if k not in wanted]
+  if problems:
+    shown = "; ".join(p.replace("/value", "") for p in problems[:4]) + (" ..." if len(problems) > 4 else "")
+    raise ConfigError(f"{what}: its parameters do not fit this model ({shown}); use a run of the same "
+                      "architecture")
+  leaves = [saved[k] for k in wanted]
+  return jax.tree.map(lambda new, old: put(np.asarray(new, old.dtype), old.sharding),
+                      jax.tree.unflatten(jax.tree.structure(like), leaves), like)

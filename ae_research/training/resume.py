@@ -13,7 +13,7 @@ import jax
 from omegaconf import DictConfig
 
 from ae_research import distributed
-from ae_research.checkpoint import Checkpointer, path_names
+from ae_research.checkpoint import Checkpointer, fit_params, path_names
 from ae_research.errors import ConfigError
 from ae_research.sharding import put_replicated, to_host
 from ae_research.state import TrainState, create_train_state, with_hyperparams_of
@@ -53,12 +53,13 @@ def params_from(run_dir: str, like, part: Optional[str] = None):
   try:
     if source.latest_step() is None:
       raise ConfigError(f"{what}: no checkpoint there; point it at a trained run")
+    saved = source.saved_params()  # Read once: a classifier from an autoencoder run fits it twice.
     try:
-      return source.restore_params(like, what)
+      return fit_params(saved, like, what)
     except ConfigError:
-      if part is None or part not in like or not set(path_names(like[part])) <= set(source.saved_param_names()):
+      if part is None or part not in like or not set(path_names(like[part])) <= set(saved):
         raise  # Neither a run of this model nor of its pretrained part: report the whole-model mismatch.
-      loaded = path_names(source.restore_params(like[part], what))
+      loaded = path_names(fit_params(saved, like[part], what))
       prefix = f"{part}/"
       leaves = [loaded[name[len(prefix):]] if name.startswith(prefix) else leaf
                 for name, leaf in path_names(like).items()]
