@@ -13,7 +13,7 @@ from ae_research.models import StackedAutoencoder
 from ae_research.sharding import make_mesh, put_replicated
 from ae_research.state import create_train_state, step_key
 from ae_research.step import epoch_order, flatten_rows, gather, make_loss_fn, make_train_step
-from ae_research.training.programs import Programs
+from ae_research.training.programs import UNROLLED_STEPS, Programs
 from ae_research.training.setup import setup
 
 SPE = 1438 // 64  # digits, batch 64.
@@ -36,10 +36,14 @@ def _single_steps(s, state, first, count):
   return state, np.array(losses)
 
 
-@pytest.mark.parametrize("first, length", [(0, 7), (SPE - 3, SPE + 6)], ids=["within_epoch", "across_epochs"])
-def test_a_chunk_equals_its_single_steps(make_cfg, first, length):
-  s = setup(make_cfg(["model.hidden=[16]"]), devices=1)
+@pytest.mark.parametrize("first, length, unroll", [(0, 7, "rolled"), (SPE - 3, SPE + 6, "rolled"),
+                                                   (SPE - 3, SPE + 6, "full")],
+                         ids=["within_epoch", "across_epochs", "unrolled_in_pieces_across_epochs"])
+def test_a_chunk_equals_its_single_steps(make_cfg, first, length, unroll):
+  s = setup(make_cfg(["model.hidden=[16]", f"trainer.scan_unroll={unroll}"]), devices=1)
   programs = Programs([s], [0])
+  # Unrolled chunks run in pieces of at most UNROLLED_STEPS (here 10 + 10 + 8, the second crossing the epoch).
+  assert len(programs.pieces(first, length)) == (1 if unroll == "rolled" else -(-length // UNROLLED_STEPS)) > 0
   state = put_replicated(create_train_state(s.params, s.tx, 0), s.mesh)
   state, _ = _single_steps(s, state, 0, first)  # Reach `first` step by step.
   want, want_losses = _single_steps(s, _copy(state), first, length)

@@ -29,8 +29,9 @@ class TrainerConfig:
   epochs: int = 20  # 0: evaluate (and draw) the initial or restored model only.
   max_steps: Optional[int] = None  # Cap on total optimiser steps (stops mid-epoch).
   log_every_steps: int = 50  # Steps per compiled chunk; the host syncs once per chunk.
-  # How chunks and eval loops are compiled: rolled (a while loop) or fully unrolled. "auto" unrolls on
-  # CPU when the model has convolutions: XLA CPU runs them ~25x slower inside a while loop (measured).
+  # How chunks and eval loops are compiled: rolled (a while loop) or unrolled (chunks of at most 10
+  # steps, dispatched back to back). "auto" unrolls on CPU when the model has convolutions: XLA CPU
+  # runs them ~25x slower inside a while loop (measured).
   scan_unroll: str = "auto"  # auto | rolled | full
   eval_every_epochs: int = 1
   checkpoint_every_epochs: int = 1

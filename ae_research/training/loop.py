@@ -180,7 +180,7 @@ class _Loop:
     """Compiles the first chunk (other lengths compile when first met; compilation is never timed as steps)."""
     if self.step < self.plan.total_steps:
       self.orders = self.programs.orders(self.states, self.step)
-      self.programs.chunk_program(self.step, self._next_end() - self.step, self.states, self.orders)
+      self.programs.compile_chunk(self.step, self._next_end() - self.step, self.states, self.orders)
     self.programs.compile_evaluate(self.states)
     self._start_period()
 
