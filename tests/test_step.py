@@ -8,7 +8,7 @@ import optax
 import pytest
 from flax import nnx
 
-from ae_research.batched import batch_split, masked_mean, scan_batches
+from ae_research.batched import batch_split, masked_mean, scan, scan_batches
 from ae_research.models import StackedAutoencoder
 from ae_research.sharding import make_mesh, put_replicated
 from ae_research.state import create_train_state, step_key
@@ -51,6 +51,19 @@ def test_a_chunk_equals_its_single_steps(make_cfg, first, length, unroll):
   assert int(got.step) == first + length
   np.testing.assert_allclose(np.asarray(metrics["loss"]), want_losses, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), got.params, want.params)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_an_unrolled_scan_is_straight_line_code_even_for_one_step(n):
+  """XLA:CPU runs convolutions inside a loop ~25x slower: unrolled chunks and eval loops must have none."""
+  body = lambda carry, x: (carry + x, carry * x)
+  xs = jnp.arange(1, n + 1, dtype=jnp.float32)
+  results = {}
+  for unroll in (True, False):
+    program = jax.jit(lambda xs, unroll=unroll: scan(body, jnp.float32(0), xs, unroll))
+    assert ("while" in program.lower(xs).as_text()) == (not unroll)
+    results[unroll] = program(xs)
+  jax.tree.map(np.testing.assert_array_equal, results[True], results[False])
 
 
 def test_epoch_order_is_a_permutation_redrawn_each_epoch():

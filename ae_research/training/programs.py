@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ae_research.batched import batch_split, masked_mean, scan_batches
+from ae_research.batched import batch_split, masked_mean, scan, scan_batches
 from ae_research.errors import ConfigError
 from ae_research.population import members as members_lib
 from ae_research.sharding import POPULATION_AXIS, member_sharded, put, put_replicated, replicated, to_host
@@ -146,7 +146,7 @@ class Programs:
         states, metrics = member_step(states, idx, hps)
         return (states, orders), metrics
 
-      return lax.scan(body, (states, orders), jnp.arange(length), unroll=length if self.s0.unroll else 1)
+      return scan(body, (states, orders), jnp.arange(length), self.s0.unroll)
 
     return jax.jit(run, donate_argnums=(0, 1),
                    out_shardings=((self.state_sharding, self.state_sharding), replicated(self.mesh)))
