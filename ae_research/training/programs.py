@@ -154,7 +154,7 @@ class Programs:
   def pieces(self, start: int, length: int) -> List[Tuple[int, int]]:
     """(first step, length) of the compiled chunks that run steps start..start+length: one, or for
     unrolled programs pieces of at most UNROLLED_STEPS, dispatched back to back (no host sync)."""
-    size = UNROLLED_STEPS if self.s0.unroll else length
+    size = UNROLLED_STEPS if self.s0.unroll else max(length, 1)
     return [(first, min(size, start + length - first)) for first in range(start, start + length, size)]
 
   def compile_chunk(self, start: int, length: int, states, orders) -> None:
