@@ -127,6 +127,14 @@ def test_eval_values_are_written_only_where_computed(make_cfg, tmp_path):
   assert [r["step"] for r in records if "time/epoch_s" in r] == [SPE, 2 * SPE, 3 * SPE, 4 * SPE]
 
 
+def test_a_later_run_in_the_process_times_its_own_start_up(make_cfg, tmp_path):
+  """time/to_first_step_s counts from process start for a process's first run only (imports included);
+  a sweep's or a study's later runs count from their own start, not their predecessors'."""
+  for name in ("earlier", "later"):
+    summary = train_and_evaluate(make_cfg(QUIET + ["trainer.max_steps=5"]), str(tmp_path / name))
+  assert 0 < summary["time/to_first_step_s"] < summary["time/total_s"]
+
+
 def test_batch_level_terms_ignore_eval_padding(make_cfg, tmp_path):
   """360 test digits: one eval batch of 360 (no padding) and one of 400 (40 padded rows) agree."""
   sparse = QUIET + ["loss=sparse_kl", "model.code_activation=sigmoid", "model.output_activation=sigmoid",

@@ -32,7 +32,7 @@ from ae_research.training.actions import Checkpoint, Evaluate, StopOnSignal, Wri
 from ae_research.training.programs import CannotShare, Programs
 from ae_research.training.resume import initial_state
 from ae_research.training.setup import Setup, prepare_data, setup
-from ae_research.training.summary import final_evaluation, run_summary, seconds_since_process_start
+from ae_research.training.summary import final_evaluation, run_summary, seconds_to_first_step
 from ae_research.writers import create_writer, resolve_mode
 
 log = logging.getLogger("ae_research")
@@ -123,7 +123,7 @@ def train(cfgs: Sequence[DictConfig], workdirs: Sequence[str], setups: Optional[
         raise CannotShare(f"{m.workdir}: {e}") from None
     if len({int(to_host(m.state.step)) for m in members}) > 1:
       raise CannotShare("the members resume from different steps")
-    loop = _Loop(members, programs)
+    loop = _Loop(members, programs, t_start)
     loop.compile()  # Before any writer exists: a program that cannot be shared fails here.
     for i, m in enumerate(members):
       if distributed.is_main_process():
@@ -154,8 +154,8 @@ def train(cfgs: Sequence[DictConfig], workdirs: Sequence[str], setups: Optional[
 class _Loop:
   """The host side of one run: chunks, their metrics, and the periodic actions."""
 
-  def __init__(self, members: List[Member], programs: Programs):
-    self.members, self.programs = members, programs
+  def __init__(self, members: List[Member], programs: Programs, t_start: float):
+    self.members, self.programs, self.t_start = members, programs, t_start
     self.plan, self.cfg = programs.plan, members[0].cfg
     self.states = programs.place([m.state for m in members])
     self.step = int(to_host(members[0].state.step))
@@ -186,7 +186,7 @@ class _Loop:
 
   def run(self, stop: StopOnSignal) -> None:
     t_run, compiled, outside = time.perf_counter(), self.programs.compile_s, sum(self.seconds.values())
-    self.to_first_step_s = seconds_since_process_start()
+    self.to_first_step_s = seconds_to_first_step(self.t_start)
     try:
       self._run(stop)
     finally:  # Training time: the loop's wall time but compilation, evaluation and checkpoints.

@@ -2,6 +2,7 @@
 import dataclasses
 import os
 import statistics
+import time
 from typing import Any, Dict, MutableMapping, Optional
 
 from ae_research import distributed
@@ -9,8 +10,19 @@ from ae_research.sharding import local_mesh, put_replicated
 from ae_research.training.setup import Setup
 
 
+_first_run = [True]  # Whether the process has not yet started training any run.
+
+
+def seconds_to_first_step(run_start: float) -> Optional[float]:
+  """`time/to_first_step_s`: for the process's first run, wall seconds since the process started
+  (imports included: what start-up costs); for later runs in the same process (sweeps, studies,
+  notebooks), seconds since that run's own start (`run_start`, a `time.perf_counter()` value)."""
+  first, _first_run[0] = _first_run[0], False
+  return seconds_since_process_start() if first else time.perf_counter() - run_start
+
+
 def seconds_since_process_start() -> Optional[float]:
-  """Wall seconds since this process started (Linux; None elsewhere): what start-up costs."""
+  """Wall seconds since this process started (Linux; None elsewhere)."""
   try:
     with open("/proc/self/stat") as f:
       start_ticks = float(f.read().rsplit(")", 1)[1].split()[19])  # Field 22, starttime.
