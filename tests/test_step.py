@@ -49,7 +49,22 @@ def test_a_chunk_equals_its_single_steps(make_cfg, first, length, unroll):
   want, want_losses = _single_steps(s, _copy(state), first, length)
   got, _, metrics = programs.run_chunk(_copy(state), programs.orders(state, first), first, length)
   assert int(got.step) == first + length
-  np.testing.assert_allclose(np.asarray(metrics["loss"]), want_losses, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(metrics["loss"])[:length], want_losses, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), got.params, want.params)
+
+
+def test_a_rolled_run_compiles_one_chunk_program_for_every_length(make_cfg):
+  """Rolled, chunks up to trainer.log_every_steps long share one program (a loop of a traced number of
+  steps): the remainders before an evaluation or the last step compile nothing of their own."""
+  s = setup(make_cfg(["model.hidden=[16]", "trainer.scan_unroll=rolled", "trainer.log_every_steps=8"]), devices=1)
+  programs = Programs([s], [0])
+  state = put_replicated(create_train_state(s.params, s.tx, 0), s.mesh)
+  want, want_losses = _single_steps(s, _copy(state), 0, 11)
+  got, orders, first = programs.run_chunk(_copy(state), programs.orders(state, 0), 0, 8)
+  got, _, rest = programs.run_chunk(got, orders, 8, 3)
+  assert len(programs._chunks) == 1  # pylint: disable=protected-access
+  losses = np.concatenate([np.asarray(first["loss"]), np.asarray(rest["loss"])[:3]])
+  np.testing.assert_allclose(losses, want_losses, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), got.params, want.params)
 
 

@@ -224,7 +224,7 @@ class _Loop:
     end, rate = first + length, length * self.plan.batch_size / (time.perf_counter() - t)
     per_member = self.programs.per_member(metrics, axis=1)
     for i in self.alive:
-      m, values = self.members[i], per_member[i]
+      m, values = self.members[i], {k: v[:length] for k, v in per_member[i].items()}
       losses = values["loss"]
       bad = np.flatnonzero(~np.isfinite(losses))
       if bad.size:

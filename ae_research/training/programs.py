@@ -131,9 +131,12 @@ class Programs:
     return masked_mean(per_batch, test)
 
   def _chunk(self, length: int, crosses_epochs: bool):
+    """`length` steps unrolled; rolled, a loop of a traced number of steps up to `length` (its metrics
+    in the first rows of `length`-row buffers): one program then serves every chunk of a run, where
+    each remainder before an evaluation or the last step compiled a program of its own."""
     spe = self.plan.steps_per_epoch
 
-    def run(states, orders, start, train, hps):
+    def run(states, orders, start, num_steps, train, hps):
       member_step = self._members(lambda st, idx, hp: self._member_step(train, st, idx, hp), (0, 0, 0))
 
       def body(carry, i):
@@ -146,7 +149,17 @@ class Programs:
         states, metrics = member_step(states, idx, hps)
         return (states, orders), metrics
 
-      return scan(body, (states, orders), jnp.arange(length), self.s0.unroll)
+      if self.s0.unroll:
+        return scan(body, (states, orders), jnp.arange(length), True)
+
+      def loop_body(i, loop_carry):
+        carry, buffers = loop_carry
+        carry, metrics = body(carry, i)
+        return carry, jax.tree.map(lambda b, m: lax.dynamic_update_index_in_dim(b, m, i, 0), buffers, metrics)
+
+      shapes = jax.eval_shape(lambda c: body(c, jnp.int32(0))[1], (states, orders))
+      buffers = jax.tree.map(lambda x: jnp.zeros((length, *x.shape), x.dtype), shapes)
+      return lax.fori_loop(0, num_steps, loop_body, ((states, orders), buffers))
 
     return jax.jit(run, donate_argnums=(0, 1),
                    out_shardings=((self.state_sharding, self.state_sharding), replicated(self.mesh)))
@@ -162,13 +175,19 @@ class Programs:
     for first, n in self.pieces(start, length):
       self.chunk_program(first, n, states, orders)
 
+  def capacity(self, length: int) -> int:
+    """The compiled length that runs a chunk of `length` steps: itself unrolled; rolled, the longest
+    chunk a run has (`trainer.log_every_steps`), so every shorter one runs in the same program."""
+    return length if self.s0.unroll else max(length, self.plan.log_every_steps)
+
   def chunk_program(self, start: int, length: int, states, orders) -> Callable:
-    """The compiled chunk of `length` steps from `start` (compiled ahead of time on first use; timed)."""
-    key = (length, start % self.plan.steps_per_epoch + length > self.plan.steps_per_epoch)
+    """The compiled chunk that runs `length` steps from `start` (compiled ahead of time on first use; timed)."""
+    key = (self.capacity(length), start % self.plan.steps_per_epoch + length > self.plan.steps_per_epoch)
     if key not in self._chunks:
       t = time.perf_counter()
       try:
-        self._chunks[key] = self._chunk(*key).lower(states, orders, jnp.int32(0), self.train, self.hps).compile()
+        self._chunks[key] = self._chunk(*key).lower(states, orders, jnp.int32(0), jnp.int32(0), self.train,
+                                                    self.hps).compile()
       except jax.errors.ConcretizationTypeError as e:
         raise CannotShare(f"a varying value is used in Python control flow ({str(e).splitlines()[0][:120]})") \
             from None
@@ -176,9 +195,11 @@ class Programs:
     return self._chunks[key]
 
   def run_chunk(self, states, orders, start: int, length: int):
-    """(states, orders, metrics) after steps start..start+length; metrics (length[, K]) stay on device
-    (`per_member(metrics, axis=1)` fetches them). `orders` must be those of `start`'s epoch unless
-    `start` begins an epoch (they are drawn here then)."""
+    """(states, orders, metrics) after steps start..start+length; metrics (rows[, K]) stay on device
+    (`per_member(metrics, axis=1)` fetches them), their first `length` rows the steps' (rolled, a
+    shorter chunk than `trainer.log_every_steps` leaves the rest zero: slicing on the device would
+    compile a slice per length). `orders` must be those of `start`'s epoch unless `start` begins an
+    epoch (they are drawn here then)."""
     pieces = self.pieces(start, length)
     if len(pieces) > 1:
       outputs = []
@@ -189,7 +210,7 @@ class Programs:
     if start % self.plan.steps_per_epoch == 0:
       orders = self.orders(states, start)
     (states, orders), metrics = self.chunk_program(start, length, states, orders)(
-        states, orders, jnp.int32(start), self.train, self.hps)
+        states, orders, jnp.int32(start), jnp.int32(length), self.train, self.hps)
     return states, orders, metrics
 
   def orders(self, states: TrainState, step: int):
