@@ -1,9 +1,10 @@
 """The device programs of a run of K >= 1 members, built once: chunk, epoch order, evaluation.
 
-A *chunk* is one compiled `lax.scan` over `length` optimiser steps. It counts steps, not
+A *chunk* is one compiled loop over up to `trainer.log_every_steps` optimiser steps (the count
+traced, so one program serves every chunk of a run; unrolled, a fixed count). It counts steps, not
 epochs: the epoch's (steps, batch) index matrix is carried from chunk to chunk, drawn on
 device when a chunk starts an epoch, and, in chunks that cross epoch boundaries, redrawn
-inside the scan whenever a step starts a new epoch; so a full-batch run does hundreds of
+inside the loop whenever a step starts a new epoch; so a full-batch run does hundreds of
 epochs per host round trip, while chunks within one epoch carry no branch (it cost 2-3%
 of a SPEC 1 epoch, measured).
 
