@@ -63,6 +63,10 @@ def test_a_rolled_run_compiles_one_chunk_program_for_every_length(make_cfg):
   got, orders, first = programs.run_chunk(_copy(state), programs.orders(state, 0), 0, 8)
   got, _, rest = programs.run_chunk(got, orders, 8, 3)
   assert len(programs._chunks) == 1  # pylint: disable=protected-access
+  # Buffers no longer than a chunk can be: chunks end at every evaluation (each epoch here) too.
+  rare_logs = setup(make_cfg(["model.hidden=[16]", "trainer.scan_unroll=rolled", "trainer.log_every_steps=1000"]),
+                    devices=1)
+  assert Programs([rare_logs], [0]).capacity(3) == SPE
   losses = np.concatenate([np.asarray(first["loss"]), np.asarray(rest["loss"])[:3]])
   np.testing.assert_allclose(losses, want_losses, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), got.params, want.params)

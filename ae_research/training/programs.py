@@ -1,7 +1,8 @@
 """The device programs of a run of K >= 1 members, built once: chunk, epoch order, evaluation.
 
 A *chunk* is one compiled loop over up to `trainer.log_every_steps` optimiser steps (the count
-traced, so one program serves every chunk of a run; unrolled, a fixed count). It counts steps, not
+traced, so one program serves every chunk of a run; unrolled, a fixed count; chunks also end where an
+evaluation or checkpoint may be due). It counts steps, not
 epochs: the epoch's (steps, batch) index matrix is carried from chunk to chunk, drawn on
 device when a chunk starts an epoch, and, in chunks that cross epoch boundaries, redrawn
 inside the loop whenever a step starts a new epoch; so a full-batch run does hundreds of
@@ -178,8 +179,9 @@ class Programs:
 
   def capacity(self, length: int) -> int:
     """The compiled length that runs a chunk of `length` steps: itself unrolled; rolled, the longest
-    chunk a run has (`trainer.log_every_steps`), so every shorter one runs in the same program."""
-    return length if self.s0.unroll else max(length, self.plan.log_every_steps)
+    chunk the run can have (`Plan.longest_chunk`: its metric buffers are no longer than needed when
+    evaluations come more often than `trainer.log_every_steps`), so every shorter one shares it."""
+    return length if self.s0.unroll else max(length, self.plan.longest_chunk)
 
   def chunk_program(self, start: int, length: int, states, orders) -> Callable:
     """The compiled chunk that runs `length` steps from `start` (compiled ahead of time on first use; timed)."""
@@ -198,7 +200,7 @@ class Programs:
   def run_chunk(self, states, orders, start: int, length: int):
     """(states, orders, metrics) after steps start..start+length; metrics (rows[, K]) stay on device
     (`per_member(metrics, axis=1)` fetches them), their first `length` rows the steps' (rolled, a
-    shorter chunk than `trainer.log_every_steps` leaves the rest zero: slicing on the device would
+    shorter chunk than the run's longest leaves the rest zero: slicing on the device would
     compile a slice per length). `orders` must be those of `start`'s epoch unless `start` begins an
     epoch (they are drawn here then)."""
     pieces = self.pieces(start, length)

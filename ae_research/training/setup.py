@@ -43,6 +43,11 @@ class Plan:
     """Steps between the points where evaluation or checkpointing may be due: chunks stop there."""
     return math.gcd(self.eval_every_steps, self.checkpoint_every_steps)
 
+  @property
+  def longest_chunk(self) -> int:
+    """The most steps a chunk of this run can have (it ends at a log point, a sync point or the end)."""
+    return max(1, min(self.log_every_steps, self.sync_every_steps, self.total_steps))
+
   def epoch_of(self, step: int) -> int:
     """The 1-based epoch that `step` (steps taken) lies in, or has just completed."""
     return -(-step // self.steps_per_epoch)
