@@ -10,15 +10,18 @@ from ae_research.sharding import local_mesh, put_replicated
 from ae_research.training.setup import Setup
 
 
-_first_run = [True]  # Whether the process has not yet started training any run.
+_trained_before = False  # Whether a run of this process has already reached its first step.
 
 
 def seconds_to_first_step(run_start: float) -> Optional[float]:
   """`time/to_first_step_s`: for the process's first run, wall seconds since the process started
   (imports included: what start-up costs); for later runs in the same process (sweeps, studies,
   notebooks), seconds since that run's own start (`run_start`, a `time.perf_counter()` value)."""
-  first, _first_run[0] = _first_run[0], False
-  return seconds_since_process_start() if first else time.perf_counter() - run_start
+  global _trained_before
+  if _trained_before:
+    return time.perf_counter() - run_start
+  _trained_before = True
+  return seconds_since_process_start()
 
 
 def seconds_since_process_start() -> Optional[float]:
