@@ -98,8 +98,8 @@ def evaluate_and_draw(cfg, s, params, workdir: str, step: int,
 
   One worker thread draws (matplotlib's pyplot is not thread-safe, so only it draws) while the
   metrics are computed: first the model's figures, then the codes' figures, queued as soon as the
-  test codes exist, so they overlap the probes, k-NN and retrieval (the demo's evaluation and
-  figures: 1.73 -> 1.51 s, median of four in-process repeats, 2026-11-24).
+  test codes exist, so they overlap the probes, k-NN and retrieval (the warm demo, three
+  interleaved pairs: evaluation + figures' wait 3.09-3.28 -> 2.77-2.91 s; 2026-11-24).
   Wall times go to `seconds`: "eval" until the metrics are written, "figures" for the wait after.
   """
   seconds = {} if seconds is None else seconds
