@@ -35,23 +35,22 @@ def batched_apply(s) -> BatchedApply:
 PerExampleHook = Callable[[Dict[str, np.ndarray]], None]
 
 
-def compute_metrics(cfg, s, params, on_per_example: Optional[PerExampleHook] = None
-                    ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
-  """All applicable metrics of the model with `params`; also returns the per-example test arrays,
-  which are also handed to `on_per_example` as soon as they exist (before the probes)."""
+def compute_metrics(cfg, s, params, on_per_example: Optional[PerExampleHook] = None) -> Dict[str, Any]:
+  """All applicable metrics of the model with `params`. A reconstructing model's per-example test
+  arrays (codes among them) go to `on_per_example` as soon as they exist, before the probes."""
   apply, test = batched_apply(s), _limit(s.data.test, cfg.evaluation.max_test)
   if s.model.predicts == "classes":
-    out, per_example = metrics_lib.classification(apply, params, test), {}
+    out = metrics_lib.classification(apply, params, test)
   else:
-    out, per_example = reconstruction_metrics(cfg, s, params, apply, test, on_per_example)
+    out = reconstruction_metrics(cfg, s, params, apply, test, on_per_example)
   kernel = drawing.first_layer_filters(s, params)
   if kernel is not None:
     out.update(filters.filter_metrics(kernel, s.model.first_layer_filters(), s.data.image_shape))
-  return out, per_example
+  return out
 
 
-def reconstruction_metrics(cfg, s, params, apply: BatchedApply, test, on_per_example: Optional[PerExampleHook] = None
-                           ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+def reconstruction_metrics(cfg, s, params, apply: BatchedApply, test,
+                           on_per_example: Optional[PerExampleHook] = None) -> Dict[str, Any]:
   ecfg, data = cfg.evaluation, s.data
   jacobian = ecfg.jacobian if ecfg.jacobian is not None else any(
       isinstance(t, Contractive) for t in s.objective.terms.values())
@@ -89,7 +88,7 @@ def reconstruction_metrics(cfg, s, params, apply: BatchedApply, test, on_per_exa
     for k, p in probes.retrieval_precision(codes, test["label"], num_queries=ecfg.retrieval_queries,
                                            seed=PROBE_SEED).items():
       out[f"retrieval/precision@{k}"] = p
-  return out, per_example
+  return out
 
 
 def evaluate_and_draw(cfg, s, params, workdir: str, step: int,
@@ -113,7 +112,7 @@ def evaluate_and_draw(cfg, s, params, workdir: str, step: int,
       if draw and "code" in per_example:
         drawn.append(pool.submit(drawing.code_figures, cfg, s, apply, params, test, per_example["code"], workdir))
 
-    out, _ = compute_metrics(cfg, s, params, on_per_example=draw_codes)
+    out = compute_metrics(cfg, s, params, on_per_example=draw_codes)
     out["step"] = int(step)
     write_json(os.path.join(workdir, "eval.json"), out)
     seconds["eval"] = seconds.get("eval", 0.0) + time.perf_counter() - t
