@@ -1,7 +1,8 @@
 """`ae-eval run_dir=PATH [evaluation.KEY=VALUE ...]`: evaluate a saved run's latest checkpoint.
 
 Writes eval.json and figures/ into the run directory, and logs them to the run's W&B run
-when it had one. Overrides use the run config's dotted keys (e.g. evaluation.iwae_samples=500).
+when it had one. Overrides use the run config's dotted keys (e.g. evaluation.likelihood.samples=500, or
+'evaluation.evaluators=[reconstruction,likelihood]' to run a subset).
 """
 import os
 import sys
@@ -13,13 +14,16 @@ from ae_research.process import freeze_collector_at_exit
 
 
 def evaluate_run(run_dir: str, overrides=()) -> dict:
+  from ae_research.config import build  # pylint: disable=g-import-not-at-top
+  from ae_research.evaluation import base as evaluation  # pylint: disable=g-import-not-at-top
   from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
   from ae_research.run_dir import load_run  # pylint: disable=g-import-not-at-top
   from ae_research.writers import WandbWriter, resolve_mode  # pylint: disable=g-import-not-at-top
   run = load_run(run_dir)
   cfg = OmegaConf.merge(run.cfg, OmegaConf.from_dotlist(list(overrides)))
   step = int(run.state.step)
-  metrics, figures = evaluate_and_draw(cfg, run.setup, run.state.params, run_dir, step)
+  evaluators = evaluation.resolve(cfg.evaluation, run.setup, build)  # As the overrides choose them.
+  metrics, figures = evaluate_and_draw(cfg, run.setup, run.variables, run_dir, step, evaluators=evaluators)
   wb = cfg.logger.wandb
   if os.path.exists(os.path.join(run_dir, "wandb_run_id.txt")) and resolve_mode(wb.mode) != "disabled":
     writer = WandbWriter(run_dir, OmegaConf.to_container(cfg, resolve=True), mode=resolve_mode(wb.mode),

@@ -5,8 +5,10 @@ the optimiser state: it is logged, checkpointed, and can differ between populati
 members that share one compiled program.
 """
 import inspect
-from typing import Optional
+import re
+from typing import Any, Mapping, Optional, Tuple
 
+import jax
 import optax
 
 from ae_research.errors import ConfigError
@@ -58,3 +60,35 @@ def make_optimizer(name: str, learning_rate: float, total_steps: int, schedule: 
   if clip_grad_norm is not None:
     tx = optax.chain(optax.clip_by_global_norm(clip_grad_norm), tx)
   return tx
+
+
+def group_labels(params: Any, patterns: Mapping[str, str], default: str) -> Any:
+  """A pytree like `params` naming each parameter's group: the first group whose regular expression
+  matches the start of its path ("adversary" matches "adversary/layers/0/kernel"), else `default`."""
+  compiled = {group: re.compile(pattern) for group, pattern in patterns.items()}
+
+  def label(path, _):
+    return next((g for g, rx in compiled.items() if rx.match(path_name(path))), default)
+
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def path_name(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def with_param_groups(tx: optax.GradientTransformation, groups: Mapping[str, Tuple[str, optax.GradientTransformation]],
+                      params: Any, default: str) -> optax.GradientTransformation:
+  """`tx` for the parameters no group claims and each group's own transform for its parameters, in one
+  optax transform (`optax.multi_transform`): one update in the same compiled step, each group with its
+  own optimiser state. Without groups, `tx` itself (the state keeps its plain layout)."""
+  if not groups:
+    return tx
+  labels = group_labels(params, {g: pattern for g, (pattern, _) in groups.items()}, default)
+  used = set(jax.tree.leaves(labels))
+  paths = sorted({path_name(p[:1]) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]})
+  for group, (pattern, _) in groups.items():
+    if group not in used:
+      raise ConfigError(f"param_groups.{group}.params={pattern!r} matches no parameter; the model's parameters "
+                        f"start with {', '.join(paths)}")
+  return optax.multi_transform({default: tx, **{g: t for g, (_, t) in groups.items()}}, labels)

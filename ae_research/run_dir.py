@@ -66,9 +66,15 @@ class LoadedRun:
   state: Any  # TrainState
 
   @property
+  def variables(self):
+    """The model's parameters and state, merged (what evaluation takes)."""
+    from flax import nnx  # pylint: disable=g-import-not-at-top
+    return nnx.merge_state(self.state.params, self.state.model_state)
+
+  @property
   def model(self):
     from flax import nnx  # pylint: disable=g-import-not-at-top
-    return nnx.merge(self.setup.graphdef, self.state.params)
+    return nnx.merge(self.setup.graphdef, self.variables)
 
 
 def load_run(run_dir: str, devices: Optional[int] = None) -> LoadedRun:
@@ -91,7 +97,7 @@ def load_run(run_dir: str, devices: Optional[int] = None) -> LoadedRun:
   try:
     if ckpt.latest_step() is None:
       raise ConfigError(f"{run_dir}: no checkpoint yet; train the run first")
-    state = ckpt.restore(put_replicated(create_train_state(s.params, s.tx, cfg.seed), s.mesh))
+    state = ckpt.restore(put_replicated(create_train_state(s.params, s.model_state, s.tx, cfg.seed), s.mesh))
   finally:
     ckpt.close()
   return LoadedRun(cfg, s, state)

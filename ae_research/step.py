@@ -15,27 +15,38 @@ from flax import nnx
 from jax import lax
 from jax.sharding import Mesh
 
-from ae_research.losses.base import LossInputs, Objective, reconstruction_target
+from ae_research.losses.base import EncoderView, LossInputs, Objective, reconstruction_target
 from ae_research.sharding import batch_sharded
-from ae_research.state import TrainState, data_key, learning_rate
+from ae_research.state import MODEL_STATE, TrainState, data_key, learning_rates
 
 Batch = Dict[str, jax.Array]
 Corruption = Callable[[jax.Array, jax.Array], jax.Array]  # (rng, clean inputs) -> corrupted inputs.
 Shapes = Dict[str, Tuple[int, ...]]
 
 
-def make_loss_fn(graphdef: nnx.GraphDef, objective: Objective, corruption: Optional[Corruption] = None):
-  """loss_fn(params, batch, rng, step) -> (scalar, metrics); `batch["mask"]` (if any) marks real examples."""
+def make_loss_fn(graphdef: nnx.GraphDef, objective: Objective, corruption: Optional[Corruption] = None,
+                 train: bool = True, dataset_size: int = 0):
+  """loss_fn(params, model_state, batch, rng, step) -> (scalar, (metrics, model_state)).
 
-  def loss_fn(params: nnx.State, batch: Batch, rng: jax.Array, step: Optional[jax.Array] = None):
-    model = nnx.merge(graphdef, params)
+  `batch["mask"]` (if any) marks real examples. The model's state comes back as the forward pass
+  left it: updated when `train` (e.g. an EMA codebook), as it was otherwise. A term gets the
+  parameters or an encoder view only when it declares that it reads them.
+  """
+  reads = objective.reads()
+
+  def loss_fn(params: nnx.State, model_state: nnx.State, batch: Batch, rng: jax.Array,
+              step: Optional[jax.Array] = None):
+    model = nnx.merge(graphdef, params, model_state)
     noise_rng, model_rng = jax.random.split(rng)
     clean = batch["image"]
     inputs = clean if corruption is None else corruption(noise_rng, clean)
-    recon, aux = model(inputs, rng=model_rng)
+    recon, aux = model(inputs, rng=model_rng, train=train)
+    encoder = EncoderView(model.encode, model.sigmoid_code_kernel()) if "encoder" in reads else None
     ctx = LossInputs(inputs=inputs, target=reconstruction_target(aux, batch, clean), recon=recon, aux=aux,
-                     model=model, mask=batch.get("mask"), labels=batch.get("label"))
-    return objective(ctx, step=step)
+                     mask=batch.get("mask"), labels=batch.get("label"), params=params if "params" in reads else None,
+                     encoder=encoder, batch=batch, dataset_size=dataset_size)
+    loss, metrics = objective(ctx, step=step)
+    return loss, (metrics, nnx.state(model, MODEL_STATE))
 
   return loss_fn
 
@@ -48,15 +59,16 @@ def make_train_step(loss_fn, tx: optax.GradientTransformation, update_mask: Any 
   """
 
   def train_step(state: TrainState, batch: Batch, rng: jax.Array):
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng, state.step)
-    value_fn = lambda params: loss_fn(params, batch, rng, state.step)[0]
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state.model_state, batch, rng, state.step)
+    value_fn = lambda params: loss_fn(params, state.model_state, batch, rng, state.step)[0]
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss, grad=grads, value_fn=value_fn)
     if update_mask is not None:
       updates = jax.tree.map(lambda u, train: u if train else jnp.zeros_like(u), updates, update_mask)
     params = optax.apply_updates(state.params, updates)
-    # The new state's learning rate is the one this update used (inject_hyperparams stores it).
-    metrics = {**metrics, "grad_norm": optax.global_norm(grads), "learning_rate": learning_rate(opt_state)}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    # The new state's learning rates are the ones this update used (inject_hyperparams stores them).
+    metrics = {**metrics, "grad_norm": optax.global_norm(grads), **learning_rates(opt_state)}
+    return state.replace(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state), metrics
 
   return train_step
 

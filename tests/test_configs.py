@@ -94,7 +94,8 @@ def test_every_study_reproduces_in_ci_size(tmp_path, study):
   """`ae-reproduce --quick` end to end on small data: every run trains (falling loss, every term logged)
   and every claim of the report is measured against its comparison (no "not measured", no "n/a")."""
   overrides = ["debug=default", "trainer.epochs=1000", "trainer.max_steps=40", "logger.progress=false",
-               "evaluation.iwae_samples=10", "evaluation.probe_max_train=500", "evaluation.retrieval_queries=100"]
+               "evaluation.likelihood.samples=10", "evaluation.linear_probe.max_train=500",
+               "evaluation.knn.max_train=500", "evaluation.retrieval.queries=100"]
   report = reproduce(study, quick=True, overrides=overrides + SHRINK.get(study, ["dataset=digits"]),
                      runs_root=str(tmp_path / "runs"), reports_root=str(tmp_path / "reports"))
   (root,) = (tmp_path / "runs" / study).iterdir()
@@ -141,7 +142,8 @@ def test_experiment_hyperparameters_match_the_spec(make_cfg):
 def test_reproduce_resume_keeps_finished_runs_and_trains_the_rest(tmp_path):
   """`ae-reproduce STUDY --resume DIR`: finished runs are not trained again; a missing one is."""
   overrides = ["debug=default", "dataset=digits", "trainer.max_steps=10", "logger.progress=false",
-               "evaluation.probe_max_train=300", "evaluation.retrieval_queries=50"]
+               "evaluation.linear_probe.max_train=300", "evaluation.knn.max_train=300",
+               "evaluation.retrieval.queries=50"]
   kw = dict(quick=True, overrides=overrides, runs_root=str(tmp_path / "runs"), reports_root=str(tmp_path / "reports"))
   reproduce("contractive_rifai2011", **kw)
   (root,) = (tmp_path / "runs" / "contractive_rifai2011").iterdir()

@@ -11,7 +11,7 @@ from ae_research.writers.jsonl import read_jsonl
 from conftest import xla_flags  # tests/ is on sys.path
 
 RUN = ["dataset=digits", "dataset.batch_size=64", "trainer.max_steps=20", "trainer.log_every_steps=5",
-       "logger.progress=false", "logger.wandb.mode=disabled", "evaluation.probes=false", "trainer.figures=false"]
+       "logger.progress=false", "logger.wandb.mode=disabled", "evaluation.evaluators=[reconstruction]", "trainer.figures=false"]
 
 
 def _free_port():

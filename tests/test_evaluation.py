@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -11,10 +12,12 @@ from flax import nnx
 from ae_research import train_and_evaluate
 from ae_research.batched import BatchedApply
 from ae_research.evaluation import baselines
-from ae_research.evaluation import metrics as metrics_lib
+from ae_research.errors import ConfigError
+from ae_research.evaluation import likelihood
 from ae_research.evaluation import probes
 from ae_research.models import VAE
 from ae_research.sharding import make_mesh
+from ae_research.state import split_model
 from conftest import xla_flags  # tests/ is on sys.path
 
 
@@ -105,21 +108,24 @@ def test_knn_regression_r2_detects_an_ordering():
 
 def test_iwae_bound_is_tighter_than_the_elbo():
   vae = VAE((4, 4, 1), latent_dim=2, hidden=[16], rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(vae, nnx.Param)
+  graphdef, params, model_state = split_model(vae)
+  variables = nnx.merge_state(params, model_state)
   x = (np.random.default_rng(0).uniform(size=(64, 4, 4, 1)) > 0.5).astype(np.float32)
   apply = BatchedApply(graphdef, make_mesh(), 32)
-  out = metrics_lib.evaluate_split(apply, params, {"image": x})
-  elbo = np.mean(out["elbo_reconstruction"] - out["elbo_kl"])
-  many = metrics_lib.likelihood(apply, params, {"image": x}, samples=500)
-  assert -many["test/nll_iwae"] > elbo  # log p(x) >= IWAE_k >= ELBO.
-  assert many["test/elbo_iwae_examples"] == pytest.approx(elbo, abs=0.5) and many["test/nll_iwae_examples"] == 64
-  assert 0 < many["test/nll_iwae_stderr"] < 5
-  single = metrics_lib.likelihood(apply, params, {"image": x}, samples=1)
-  assert abs(-single["test/nll_iwae"] - elbo) < 0.5  # IWAE_1 is an ELBO sample.
+  bound = lambda k, seed=1: apply(likelihood.per_example_iwae, variables, {"image": x}, jax.random.PRNGKey(seed),
+                                  samples=k)
+  elbo = np.mean(bound(1)["elbo"])
+  many = bound(500)
+  assert np.mean(many["iwae"]) > elbo  # log p(x) >= IWAE_k >= ELBO.
+  assert np.mean(many["elbo"]) == pytest.approx(elbo, abs=1e-5)  # The same ELBO samples.
+  # The bound does not decrease with K (in expectation: averaged over examples and three seeds).
+  k1, k5, k50 = (np.mean([bound(k, seed)["iwae"] for seed in (1, 2, 3)]) for k in (1, 5, 50))
+  assert k1 < k5 < k50 < np.mean(many["iwae"]) + 0.05
 
 
 def test_eval_json_agrees_with_the_training_eval_and_has_probes(make_cfg, tmp_path):
-  summary = train_and_evaluate(make_cfg(["trainer.epochs=3", "evaluation.probe_max_train=500"]), str(tmp_path))
+  summary = train_and_evaluate(make_cfg(["trainer.epochs=3", "evaluation.linear_probe.max_train=500",
+                                         "evaluation.knn.max_train=500"]), str(tmp_path))
   ev = json.loads((tmp_path / "eval.json").read_text())
   assert ev["test/mse"] == pytest.approx(summary["eval/mse"], rel=1e-5)  # Two independent code paths.
   for key in ("test/psnr", "baseline/pca_mse", "test/mse_over_pca_mse", "probe/linear_codes", "probe/linear_pixels",
@@ -133,12 +139,14 @@ def test_eval_json_agrees_with_the_training_eval_and_has_probes(make_cfg, tmp_pa
 
 def test_denoising_and_vae_metrics_and_figures(make_cfg, tmp_path):
   train_and_evaluate(make_cfg(["model=vae", "model.hidden=[32]", "loss=vae_bce", "dataset.scale=unit",
-                               "corruption=salt_pepper", "evaluation.iwae_samples=50", "evaluation.probes=false",
-                               "trainer.max_steps=30"]), str(tmp_path))
+                               "corruption=salt_pepper", "evaluation.likelihood.samples=50",
+                               "evaluation.evaluators=[reconstruction,likelihood]", "trainer.max_steps=30"]), str(tmp_path))
   ev = json.loads((tmp_path / "eval.json").read_text())
-  for key in ("test/psnr_corrupted", "test/elbo", "test/nll_iwae", "test/bce", "test/elbo_kl"):
+  for key in ("test/psnr_corrupted", "test/elbo", "test/nll_iwae", "test/bce", "test/elbo_kl", "test/bits_per_dim"):
     assert key in ev, key
+  assert not any(k.startswith(("probe/", "retrieval/", "filters/")) for k in ev)  # Only the two evaluators listed.
   assert ev["test/nll_iwae"] <= -ev["test/elbo"] + 1e-3
+  assert ev["test/bits_per_dim"] == pytest.approx(ev["test/nll_iwae"] / (64 * np.log(2)))
   for name in ("denoising", "manifold"):
     assert (tmp_path / "figures" / f"{name}.png").exists()
 
@@ -149,13 +157,45 @@ def test_ae_eval_command(make_cfg, tmp_path):
   env = {**os.environ, "XLA_FLAGS": xla_flags(2)}
   run = lambda *args: subprocess.run([sys.executable, "-m", "ae_research.eval_cli", *args], capture_output=True,
                                      text=True, env=env, timeout=300, check=False)
-  result = run(f"run_dir={tmp_path}", "evaluation.probes=false")
+  result = run(f"run_dir={tmp_path}", "evaluation.evaluators=[reconstruction,filters]")
   assert result.returncode == 0, result.stderr[-2000:]
   ev = json.loads((tmp_path / "eval.json").read_text())
-  assert ev["step"] == 10 and "test/mse" in ev and "probe/linear_codes" not in ev
+  assert ev["step"] == 10 and "test/mse" in ev and "filters/frac_unmoved" in ev and "probe/linear_codes" not in ev
   assert (tmp_path / "figures" / "codes.png").exists()
   missing = run(f"run_dir={tmp_path / 'nope'}")
   assert missing.returncode == 2 and "not a run directory" in missing.stderr
+  wrong = run(f"run_dir={tmp_path}", "evaluation.evaluators=[likelihood]")
+  assert wrong.returncode == 2 and wrong.stderr.strip().splitlines()[-1] == (
+      "error: evaluation.evaluators: likelihood needs a stochastic encoder; model MLPAutoencoder has none")
+
+
+@pytest.mark.parametrize("evaluators, message", [
+    ("[likelihood]", "evaluation.evaluators: likelihood needs a stochastic encoder; model MLPAutoencoder has none"),
+    ("[ordinal_knn]", "evaluation.evaluators: ordinal_knn needs ordinal labels (a quantity per example); data set "
+                      "digits has none"),
+    ("[nope]", "evaluation.evaluators: no evaluator named 'nope'; the catalogue has classification, reconstruction"),
+    ("[noisy_input]", "evaluation.noisy_input.sigma=None: set a noise std >= 0"),
+])
+def test_evaluators_that_cannot_run_are_config_errors_before_training(make_cfg, tmp_path, evaluators, message):
+  with pytest.raises(ConfigError) as e:
+    train_and_evaluate(make_cfg([f"evaluation.evaluators={evaluators}"]), str(tmp_path))
+  assert str(e.value).startswith(message) and "\n" not in str(e.value)
+  assert not os.path.exists(tmp_path / "metrics.jsonl")  # Nothing ran.
+
+
+def test_default_leaves_out_what_cannot_run_and_a_list_runs_exactly_its_evaluators(make_cfg, tmp_path):
+  from ae_research.config import build  # pylint: disable=g-import-not-at-top
+  from ae_research.evaluation.base import resolve  # pylint: disable=g-import-not-at-top
+  from ae_research.training.setup import setup  # pylint: disable=g-import-not-at-top
+  cfg = make_cfg(["evaluation.evaluators=[default,jacobian]"])
+  names = [e.name for e in resolve(cfg.evaluation, setup(cfg, devices=1), build)]
+  assert names == ["reconstruction", "pca_baseline", "linear_probe", "knn", "retrieval", "filters", "jacobian"]
+  vae = make_cfg(["model=vae", "loss=vae_bce", "dataset.scale=unit"])
+  assert "likelihood" in [e.name for e in resolve(vae.evaluation, setup(vae, devices=1), build)]
+  train_and_evaluate(make_cfg(["trainer.max_steps=5", "evaluation.evaluators=[reconstruction]"]), str(tmp_path))
+  keys = set(json.loads((tmp_path / "eval.json").read_text()))
+  assert keys == {"step", "test/mse", "test/psnr", "codes/dim", "codes/mean_activation", "codes/frac_near_zero",
+                  "codes/frac_units_dead"}
 
 
 def _gabor_bank(count=64, size=8, seed=0):
@@ -171,7 +211,7 @@ def _gabor_bank(count=64, size=8, seed=0):
 
 
 def test_filter_structure_separates_edges_from_noise():
-  from ae_research.evaluation import filters  # pylint: disable=g-import-not-at-top
+  from ae_research.metrics import filters  # pylint: disable=g-import-not-at-top
   shape = (8, 8, 1)
   gabor = filters.filter_metrics(_gabor_bank(), None, shape)["filters/neighbour_correlation"]
   noise = filters.filter_metrics(np.random.default_rng(1).normal(size=(64, 64)), None, shape)

@@ -7,12 +7,8 @@ from ae_research.errors import ConfigError
 from ae_research.losses import BinaryCrossEntropy, LossInputs, Objective, SquaredError
 
 
-class _Model:
-  output_activation = "sigmoid"
-
-
 def _ctx(recon, target, logits=None, mask=None):
-  return LossInputs(inputs=target, target=target, recon=recon, aux={"logits": logits}, model=_Model(), mask=mask)
+  return LossInputs(inputs=target, target=target, recon=recon, aux={"logits": logits}, mask=mask)
 
 
 def test_squared_error_mean_and_sum():
@@ -40,10 +36,21 @@ def test_bce_from_logits_matches_formula_and_is_stable():
 def test_bce_requires_sigmoid_output():
   class Tanh:
     output_activation = "tanh"
-  ctx = LossInputs(inputs=jnp.zeros((1, 2)), target=jnp.zeros((1, 2)), recon=jnp.zeros((1, 2)),
-                   aux={"logits": jnp.zeros((1, 2))}, model=Tanh())
   with pytest.raises(ConfigError, match="output_activation=sigmoid"):
-    BinaryCrossEntropy()(ctx)
+    BinaryCrossEntropy().check(Tanh())
+  objective = Objective({"bce": BinaryCrossEntropy()})
+  with pytest.raises(ConfigError, match=r"^loss.terms.bce: binary cross-entropy needs model.output_activation=sigmoid"):
+    objective.check(Tanh(), ["code", "logits"], has_labels=False)
+
+
+def test_a_term_reading_an_output_the_model_lacks_is_a_config_error():
+  class Plain:
+    output_activation = "sigmoid"
+  from ae_research.losses import GaussianKL  # pylint: disable=g-import-not-at-top
+  objective = Objective({"bce": BinaryCrossEntropy(), "kl": GaussianKL()})
+  with pytest.raises(ConfigError, match=r"^loss.terms.kl reads kl, which model Plain does not produce \(its outputs: "
+                                        r"code, logits\)"):
+    objective.check(Plain(), ["code", "logits"], has_labels=False)
 
 
 def test_objective_weights_terms_and_masks_examples():

@@ -11,7 +11,7 @@ from flax import nnx
 from ae_research.batched import batch_split, masked_mean, scan, scan_batches
 from ae_research.models import StackedAutoencoder
 from ae_research.sharding import make_mesh, put_replicated
-from ae_research.state import create_train_state, step_key
+from ae_research.state import create_train_state, split_model, step_key
 from ae_research.step import epoch_order, flatten_rows, gather, make_loss_fn, make_train_step
 from ae_research.training.programs import UNROLLED_STEPS, Programs
 from ae_research.training.setup import setup
@@ -44,7 +44,7 @@ def test_a_chunk_equals_its_single_steps(make_cfg, first, length, unroll):
   programs = Programs([s], [0])
   # Unrolled chunks run in pieces of at most UNROLLED_STEPS (here 10 + 10 + 8, the second crossing the epoch).
   assert len(programs.pieces(first, length)) == (1 if unroll == "rolled" else -(-length // UNROLLED_STEPS)) > 0
-  state = put_replicated(create_train_state(s.params, s.tx, 0), s.mesh)
+  state = put_replicated(create_train_state(s.params, s.model_state, s.tx, 0), s.mesh)
   state, _ = _single_steps(s, state, 0, first)  # Reach `first` step by step.
   want, want_losses = _single_steps(s, _copy(state), first, length)
   got, _, metrics = programs.run_chunk(_copy(state), programs.orders(state, first), first, length)
@@ -58,7 +58,7 @@ def test_a_rolled_run_compiles_one_chunk_program_for_every_length(make_cfg):
   steps): the remainders before an evaluation or the last step compile nothing of their own."""
   s = setup(make_cfg(["model.hidden=[16]", "trainer.scan_unroll=rolled", "trainer.log_every_steps=8"]), devices=1)
   programs = Programs([s], [0])
-  state = put_replicated(create_train_state(s.params, s.tx, 0), s.mesh)
+  state = put_replicated(create_train_state(s.params, s.model_state, s.tx, 0), s.mesh)
   want, want_losses = _single_steps(s, _copy(state), 0, 11)
   got, orders, first = programs.run_chunk(_copy(state), programs.orders(state, 0), 0, 8)
   got, _, rest = programs.run_chunk(got, orders, 8, 3)
@@ -97,10 +97,10 @@ def test_epoch_order_is_a_permutation_redrawn_each_epoch():
 
 def test_update_mask_freezes_parameters_even_with_weight_decay():
   model = StackedAutoencoder((6,), sizes=[5, 3], stage=2, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(model, nnx.Param)
+  graphdef, params, model_state = split_model(model)
   tx = optax.adamw(0.1, weight_decay=0.5)
   step = jax.jit(make_train_step(make_loss_fn(graphdef, _squared_objective()), tx, model.update_mask(params)))
-  state = create_train_state(params, tx, 0)
+  state = create_train_state(params, model_state, tx, 0)
   x = jax.random.uniform(jax.random.PRNGKey(1), (8, 6))
   for _ in range(3):
     state, _ = step(state, {"image": x}, jax.random.PRNGKey(2))
@@ -117,14 +117,15 @@ def _squared_objective():
 def test_masked_evaluation_ignores_padded_rows():
   """Per-example and batch-level (KL sparsity) terms over a padded split equal the unpadded values."""
   model = StackedAutoencoder((6,), sizes=[4], rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(model, nnx.Param)
-  loss_fn = make_loss_fn(graphdef, _squared_objective())
+  graphdef, params, model_state = split_model(model)
+  loss_fn = make_loss_fn(graphdef, _squared_objective(), train=False)
   x = np.asarray(jax.random.uniform(jax.random.PRNGKey(0), (10, 6)))
   mesh = make_mesh(1)
 
   @jax.jit
   def evaluate(batches):
-    per_batch = scan_batches(lambda b, r: loss_fn(params, b, r)[1], batches, mesh, jax.random.PRNGKey(0))
+    per_batch = scan_batches(lambda b, r: loss_fn(params, model_state, b, r)[1][0], batches, mesh,
+                             jax.random.PRNGKey(0))
     return masked_mean(per_batch, batches)
 
   exact = evaluate(batch_split({"image": x}, 10))  # One batch, no padding.
@@ -136,7 +137,7 @@ def test_masked_evaluation_ignores_padded_rows():
 
 def test_one_member_population_program_equals_the_single_run_program(make_cfg):
   s = setup(make_cfg(["model.hidden=[16]"]), devices=1)
-  state = put_replicated(create_train_state(s.params, s.tx, 0), s.mesh)
+  state = put_replicated(create_train_state(s.params, s.model_state, s.tx, 0), s.mesh)
   plain, stacked = Programs([s], [0]), Programs([s], [0], stacked=True)
   a, _, losses_a = plain.run_chunk(_copy(state), plain.orders(state, 0), 0, 10)
   b_states = stacked.place([_copy(state)])

@@ -9,9 +9,12 @@ from flax import nnx
 from ae_research import train_and_evaluate
 from ae_research.data.corruption import GaussianNoise, MaskingNoise, SaltAndPepper
 from ae_research.losses import Contractive, GaussianKL, KLSparsity, L1Code, LossInputs, Objective, WeightDecay
+from ae_research.losses.base import EncoderView
+from ae_research.metrics.distributions import DiagonalGaussian, GaussianMixture, kl_divergence
 from ae_research.losses.regularizers import contractive_exact
 from ae_research.models import VAE, ConvAutoencoder, MLPAutoencoder, StackedAutoencoder
 from ae_research.run_dir import load_run
+from ae_research.state import split_model
 from ae_research.step import make_loss_fn
 from ae_research.writers.jsonl import read_jsonl
 from conftest import QUIET  # tests/ is on sys.path
@@ -19,7 +22,8 @@ from conftest import QUIET  # tests/ is on sys.path
 
 def _ctx(model, x, **aux):
   recon, model_aux = model(x)
-  return LossInputs(inputs=x, target=x, recon=recon, aux={**model_aux, **aux}, model=model)
+  return LossInputs(inputs=x, target=x, recon=recon, aux={**model_aux, **aux}, params=nnx.state(model, nnx.Param),
+                    encoder=EncoderView(model.encode, model.sigmoid_code_kernel()))
 
 
 def test_gaussian_kl_matches_numeric_integral():
@@ -30,12 +34,15 @@ def test_gaussian_kl_matches_numeric_integral():
     q = np.exp(-0.5 * (grid - m) ** 2 / np.exp(lv)) / np.sqrt(2 * np.pi * np.exp(lv))
     p = np.exp(-0.5 * grid ** 2) / np.sqrt(2 * np.pi)
     numeric += np.trapezoid(q * (np.log(q + 1e-300) - np.log(p)), grid)
-  ctx = LossInputs(inputs=None, target=None, recon=None, aux={"mean": jnp.array(mean), "log_var": jnp.array(log_var)},
-                   model=None)
+  posterior = DiagonalGaussian(jnp.array(mean), jnp.array(log_var))
+  np.testing.assert_allclose(posterior.kl_standard_normal(), [numeric], rtol=1e-5)
+  ctx = LossInputs(inputs=None, target=None, recon=None, aux={"kl": posterior.kl_standard_normal()})
   np.testing.assert_allclose(GaussianKL()(ctx), [numeric], rtol=1e-5)
-  zero = LossInputs(inputs=None, target=None, recon=None, aux={"mean": jnp.zeros((1, 3)), "log_var": jnp.zeros((1, 3))},
-                    model=None)
-  assert float(GaussianKL()(zero)[0]) == 0.0  # q = p.
+  assert float(DiagonalGaussian(jnp.zeros((1, 3)), jnp.zeros((1, 3))).kl_standard_normal()[0]) == 0.0  # q = p.
+  # The one-sample estimate log q(z) - log p(z) is unbiased for the closed form.
+  z = posterior.sample(jax.random.PRNGKey(0), 20_000)
+  estimate = kl_divergence(posterior, GaussianMixture(jnp.zeros((1, 2)), jnp.zeros((1, 2)), jnp.zeros(1)), z)
+  assert float(estimate.mean()) == pytest.approx(numeric, rel=0.03)
 
 
 def test_kl_sparsity_matches_hand_computation():
@@ -45,9 +52,10 @@ def test_kl_sparsity_matches_hand_computation():
   rho_hat = codes.mean(0)  # [0.3, 0.3]
   rho = 0.1
   expected = np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
-  ctx = LossInputs(inputs=None, target=None, recon=None, aux={"code": jnp.array(codes)}, model=Sigmoid())
+  ctx = LossInputs(inputs=None, target=None, recon=None, aux={"code": jnp.array(codes)})
+  KLSparsity(rho).check(Sigmoid())
   assert float(KLSparsity(rho)(ctx)) == pytest.approx(expected, rel=1e-6)
-  assert float(KLSparsity(rho)(LossInputs(None, None, None, {"code": jnp.full((4, 2), rho)}, Sigmoid()))) \
+  assert float(KLSparsity(rho)(LossInputs(None, None, None, {"code": jnp.full((4, 2), rho)}))) \
       == pytest.approx(0.0, abs=1e-6)
 
 
@@ -88,7 +96,7 @@ def test_contractive_exact_on_a_deep_encoder_matches_autodiff_jacobian():
 def test_tied_weights_are_one_parameter_receiving_both_gradients():
   tied = MLPAutoencoder((6,), latent_dim=3, hidden=[], code_activation="sigmoid", output_activation="sigmoid",
                         tied=True, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(tied, nnx.Param)
+  graphdef, params, _ = split_model(tied)
   names = {"/".join(str(getattr(k, "key", k)) for k in path[:-1]) for path, _ in
            jax.tree_util.tree_flatten_with_path(params)[0]}
   assert names == {"encoder/0/kernel", "encoder/0/bias", "decoder_bias/0"}
@@ -122,7 +130,7 @@ def test_salt_and_pepper_sets_both_extremes():
 
 def test_denoising_loss_sees_corrupted_inputs_and_clean_targets():
   model = MLPAutoencoder((4, 4, 1), latent_dim=3, hidden=[], output_activation="sigmoid", rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(model, nnx.Param)
+  graphdef, params, model_state = split_model(model)
   seen = {}
 
   class Spy(Objective):
@@ -131,7 +139,8 @@ def test_denoising_loss_sees_corrupted_inputs_and_clean_targets():
       return super().__call__(ctx, step)
 
   clean = jnp.full((8, 4, 4, 1), 0.7)
-  make_loss_fn(graphdef, Spy({"sq": _squared()}), MaskingNoise(0.5))(params, {"image": clean}, jax.random.PRNGKey(0))
+  make_loss_fn(graphdef, Spy({"sq": _squared()}), MaskingNoise(0.5))(params, model_state, {"image": clean},
+                                                                     jax.random.PRNGKey(0))
   assert np.array_equal(seen["target"], clean)
   assert 0.3 < np.mean(np.asarray(seen["inputs"]) == 0) < 0.7
 
@@ -145,9 +154,11 @@ def test_vae_reparameterisation():
   vae = VAE((4, 4, 1), latent_dim=2, hidden=[8], rngs=nnx.Rngs(0))
   x = jax.random.uniform(jax.random.PRNGKey(0), (3000, 4, 4, 1)) * 0 + 0.5  # One input, many samples.
   _, aux = vae(x, rng=jax.random.PRNGKey(1))
-  np.testing.assert_allclose(np.mean(aux["code"], 0), aux["mean"][0], atol=0.1 * np.exp(0.5 * aux["log_var"][0]).max())
-  np.testing.assert_allclose(np.std(aux["code"], 0), np.exp(0.5 * aux["log_var"][0]), rtol=0.06)
-  np.testing.assert_array_equal(vae(x)[1]["code"], aux["mean"])  # No key: the posterior mean.
+  q = aux["posterior"]
+  np.testing.assert_allclose(np.mean(aux["code"], 0), q.mean[0], atol=0.1 * np.asarray(q.scale[0]).max())
+  np.testing.assert_allclose(np.std(aux["code"], 0), q.scale[0], rtol=0.06)
+  np.testing.assert_array_equal(vae(x)[1]["code"], q.mean)  # No key: the posterior mean.
+  np.testing.assert_allclose(aux["kl"], q.kl_standard_normal(), rtol=1e-6)
 
 
 def test_conv_autoencoder_shapes_and_colour_output():

@@ -74,7 +74,7 @@ def step_flops(cfg) -> Optional[float]:
   from ae_research.state import create_train_state  # pylint: disable=g-import-not-at-top
   from ae_research.training.setup import setup  # pylint: disable=g-import-not-at-top
   s = setup(cfg, devices=1)
-  state = create_train_state(s.params, s.tx, cfg.seed)
+  state = create_train_state(s.params, s.model_state, s.tx, cfg.seed)
   batch = {k: v[:s.plan.batch_size] for k, v in s.data.train.items() if k != "label"}
   train_step = step_lib.make_train_step(s.loss_fn(), s.tx, s.update_mask)
   cost = jax.jit(train_step).lower(state, batch, jax.random.PRNGKey(0)).cost_analysis()

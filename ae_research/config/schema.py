@@ -7,7 +7,7 @@ lists, so a misspelt key or a value of the wrong type is rejected at composition
 """
 import dataclasses
 import os
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -124,26 +124,6 @@ class PhotoColorizeConfig(DatasetConfig):
 
 
 @dataclasses.dataclass
-class EvaluationConfig:
-  """What `ae_research.evaluation` computes at the end of a run and in `ae-eval`."""
-  enabled: bool = True
-  max_test: Optional[int] = None  # Evaluate on the first N test examples (null: all).
-  iwae_samples: int = 100  # VAE: importance samples of the IWAE bound (0: skip).
-  # ...on the first N test examples (null: all); 100 samples cost 100 decoder passes per example, and the
-  # reported standard error (test/nll_iwae_stderr) says what the subset costs in precision.
-  iwae_max_test: Optional[int] = 2000
-  jacobian: Optional[bool] = None  # Encoder Jacobian norm (test/jacobian_norm); null: for contractive losses.
-  # Std of Gaussian noise put on test images of a model trained without corruption: the denoising
-  # figure and test/noisy_{input,reconstruction}_psnr (null: none).
-  noisy_input: Optional[float] = None
-  probes: bool = True  # Linear probe, k-NN and retrieval on class-labelled data.
-  probe_max_train: int = 10_000  # Training examples the probes fit on.
-  knn_k: int = 5
-  retrieval_queries: int = 1000
-  cache: bool = True  # Reuse data-only baselines (raw-pixel probes, PCA) from $AE_CACHE_DIR (~/.cache/ae-research).
-
-
-@dataclasses.dataclass
 class TaskConfig:
   """What the model is trained to do: reconstruct its input, or classify (supervised fine-tuning)."""
   name: str = "reconstruct"  # reconstruct | classify
@@ -167,7 +147,12 @@ class Config:
   corruption: Any = None  # Denoising: a corruption process applied to the inputs in the step.
   trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
   logger: LoggerConfig = dataclasses.field(default_factory=LoggerConfig)
-  evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+  # Evaluators and their settings (conf/evaluation/default.yaml): a catalogue any evaluator can join, so
+  # its keys are checked by `evaluation/base.py` rather than by a fixed schema.
+  evaluation: Any = MISSING
+  # name -> {params: regular expression matching parameter paths, optimizer: an optimizer node}: those
+  # parameters train with their own optimiser in the same step (e.g. FactorVAE's discriminator).
+  param_groups: Dict[str, Any] = dataclasses.field(default_factory=dict)
   task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
   name: str = "run"  # Short run name (experiments set it); used for W&B and reports.
   objective_metric: str = "eval/loss"  # What the Hydra app returns (for sweepers such as optuna).

@@ -16,7 +16,7 @@ import numpy as np
 from ae_research.cache import cache_dir
 from ae_research.run_dir import read_json, write_json
 
-VERSION = 1  # Bump when a baseline's computation changes.
+VERSION = 2  # Bump when a baseline's computation changes.
 
 
 def fingerprint(name: str, settings: Mapping[str, Any], arrays: Sequence[np.ndarray]) -> str:
@@ -50,13 +50,20 @@ def cached(name: str, settings: Mapping[str, Any], arrays: Sequence[np.ndarray],
   return value
 
 
-def pixel_probes(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, knn_k: int,
-                 enabled: bool = True) -> Dict[str, float]:
-  """Linear-probe and k-NN accuracy on raw pixels: what codes must beat to be better features."""
+def pixel_linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                       enabled: bool = True) -> float:
+  """Linear-probe accuracy on raw pixels: what codes must beat to be better features."""
   from ae_research.evaluation import probes  # pylint: disable=g-import-not-at-top
-  compute = lambda: {"probe/linear_pixels": probes.linear_probe_accuracy(train_x, train_y, test_x, test_y),
-                     f"probe/knn{knn_k}_pixels": probes.knn_accuracy(train_x, train_y, test_x, test_y, k=knn_k)}
-  return cached("pixel_probes", {"knn_k": knn_k}, [train_x, train_y, test_x, test_y], compute, enabled)
+  compute = lambda: {"accuracy": probes.linear_probe_accuracy(train_x, train_y, test_x, test_y)}
+  return cached("pixel_linear_probe", {}, [train_x, train_y, test_x, test_y], compute, enabled)["accuracy"]
+
+
+def pixel_knn(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, knn_k: int,
+              enabled: bool = True) -> float:
+  """k-NN accuracy on raw pixels."""
+  from ae_research.evaluation import probes  # pylint: disable=g-import-not-at-top
+  compute = lambda: {"accuracy": probes.knn_accuracy(train_x, train_y, test_x, test_y, k=knn_k)}
+  return cached("pixel_knn", {"knn_k": knn_k}, [train_x, train_y, test_x, test_y], compute, enabled)["accuracy"]
 
 
 def pca_mse(train: np.ndarray, test: np.ndarray, dim: int, max_train: int = 20_000, seed: int = 0,
@@ -68,4 +75,4 @@ def pca_mse(train: np.ndarray, test: np.ndarray, dim: int, max_train: int = 20_0
   return cached("pca_mse", {"dim": dim}, [train, test], compute, enabled)["mse"]
 
 
-__all__ = ["fingerprint", "cached", "pixel_probes", "pca_mse"]
+__all__ = ["fingerprint", "cached", "pixel_linear_probe", "pixel_knn", "pca_mse"]

@@ -1,6 +1,6 @@
 """How good are the codes? Probes and baselines on the device, in JAX (compiled once per shape).
 
-- PCA at the code's dimension (`eigh` of the training covariance): SPEC 1's linear baseline;
+- PCA at the code's dimension (`metrics/pca.py`): SPEC 1's linear baseline;
 - linear probe: multinomial logistic regression with scikit-learn's objective (standardised
   features, L2 penalty with C = 1, unpenalised intercept), solved by L-BFGS (optax) in one
   compiled loop; it agrees with `sklearn.linear_model.LogisticRegression` (tested);
@@ -17,12 +17,10 @@ import numpy as np
 import optax
 from jax import lax
 
+from ae_research.metrics.arrays import float_rows as _rows
+from ae_research.metrics.pca import pca_fit, pca_mse
+
 QUERY_BATCH = 512
-
-
-def _rows(x) -> jax.Array:
-  x = jnp.asarray(x, jnp.float32)
-  return x.reshape(x.shape[0], -1)
 
 
 def subset(n: int, limit: int, seed: int) -> np.ndarray:
@@ -30,34 +28,10 @@ def subset(n: int, limit: int, seed: int) -> np.ndarray:
   return np.random.default_rng(seed).permutation(n)[:limit]
 
 
-# --- PCA ---
-@functools.partial(jax.jit, static_argnames="dim")
-def pca_fit(train: jax.Array, dim: int) -> Tuple[jax.Array, jax.Array]:
-  """(mean, (D, dim) principal directions, strongest first) of the rows of `train`."""
-  train = _rows(train)
-  mean = train.mean(axis=0)
-  centred = train - mean
-  _, vectors = jnp.linalg.eigh(centred.T @ centred / train.shape[0])
-  return mean, vectors[:, ::-1][:, :dim]
-
-
-@jax.jit
-def _pca_mse(mean, components, test):
-  test = _rows(test)
-  reconstruction = (test - mean) @ components @ components.T + mean
-  return jnp.mean(jnp.square(reconstruction - test))
-
-
 def pca_reconstruction_mse(train, test, dim: int, max_train: int = 20_000, seed: int = 0) -> float:
   """Test MSE of the best rank-`dim` linear reconstruction (PCA fitted on up to `max_train` training rows)."""
   train = np.asarray(train)[subset(len(train), max_train, seed)]
-  return float(_pca_mse(*pca_fit(train, dim), test))
-
-
-def pca_project(x, dim: int = 2) -> np.ndarray:
-  """`x`'s rows on their own first `dim` principal directions (for plots of high-dimensional codes)."""
-  mean, components = pca_fit(x, dim)
-  return np.asarray((_rows(x) - mean) @ components)
+  return float(pca_mse(*pca_fit(train, dim), test))
 
 
 # --- Linear probe ---

@@ -3,7 +3,7 @@ from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from ae_research.evaluation.probes import pca_project
+from ae_research.metrics.pca import pca_project
 from ae_research.figures import save_figure
 
 

@@ -11,7 +11,7 @@ Evaluation pads the last batch; `LossInputs.mask` marks the real examples, and b
 per-example reduction and batch-level terms (`masked_batch_mean`) honour it.
 """
 import dataclasses
-from typing import Any, Dict, Mapping, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -20,15 +20,32 @@ from ae_research.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
+class EncoderView:
+  """What a term that reads "encoder" gets: the encoder as a function, and the kernel W when the
+  encoder is one sigmoid Dense layer (the contractive penalty's closed form), else None."""
+  encode: Callable[[jax.Array], jax.Array]
+  sigmoid_kernel: Optional[jax.Array] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class LossInputs:
-  """What a term may look at; built inside the traced loss function."""
+  """What a term may look at; built inside the traced loss function. A term declares in `reads`
+  which of the model's aux outputs it uses, and "params", "encoder" or "labels" for the fields
+  below that only some terms need; the trainer checks them before training."""
   inputs: jax.Array  # What the model saw (possibly corrupted).
   target: jax.Array  # What it should produce (the clean input, or a paired target).
   recon: jax.Array  # The model's data-space output.
   aux: Mapping[str, Any]  # The model's aux dict ("code", "logits", ...).
-  model: Any  # The merged NNX module, for terms that need parameters or the encoder.
   mask: Optional[jax.Array] = None  # (B,) 1 for real examples, 0 for evaluation padding; None: all real.
   labels: Optional[jax.Array] = None  # (B,) int class labels (supervised terms).
+  params: Any = None  # The model's parameters (nnx.State of nnx.Param): for terms that read "params".
+  encoder: Optional[EncoderView] = None  # For terms that read "encoder" (a function of the encoder).
+  batch: Mapping[str, jax.Array] = dataclasses.field(default_factory=dict)  # Every batch array (e.g. "factors").
+  dataset_size: int = 0  # Training examples (minibatch-weighted estimators need it).
+
+
+# What a term can read besides the model's aux outputs.
+CONTEXT_READS = ("params", "encoder", "labels")
 
 
 def reconstruction_target(aux: Mapping[str, Any], batch: Mapping[str, jax.Array], clean: jax.Array) -> jax.Array:
@@ -47,10 +64,22 @@ def masked_batch_mean(values: jax.Array, mask: Optional[jax.Array]) -> jax.Array
   return jnp.sum(values * weights, axis=0) / jnp.maximum(mask.sum(), 1.0)
 
 
-class Term(Protocol):
+class Term:
+  """A loss term: `term(ctx) -> values` (per example, (B,), or a batch-level scalar).
+
+  `reads` names the model outputs (aux keys) and context fields (CONTEXT_READS) the term uses;
+  `check(model)` rejects, before training, a model the term cannot work with (e.g. BCE without a
+  sigmoid output). Both are what the trainer asks at start-up, so a mismatch is a one-line error
+  instead of a KeyError while tracing.
+  """
+  reads: Tuple[str, ...] = ()
+  reconstruction: bool = False  # A pure reconstruction term (no regularisation): see setup's code-size check.
+
+  def check(self, model) -> None:
+    del model
 
   def __call__(self, ctx: LossInputs) -> jax.Array:
-    ...
+    raise NotImplementedError
 
 
 def _mean(values: jax.Array, mask: Optional[jax.Array]) -> jax.Array:
@@ -103,6 +132,28 @@ class Objective:
     # With batch_reduction="sum", masked (evaluation) values are reported per batch of this size, so that
     # eval/<term> is comparable with train/<term> whatever the eval batch size. Set by the trainer.
     self.reference_batch_size = 1
+
+  def reads(self) -> set:
+    """Everything any term or metric reads."""
+    return {r for fn in (*self.terms.values(), *self.metrics.values()) for r in getattr(fn, "reads", ())}
+
+  def check(self, model, outputs: Sequence[str], has_labels: bool, who: str = "loss") -> None:
+    """Start-up check of every term against `model` and the aux keys it produces (`outputs`)."""
+    for group, named in (("terms", self.terms), ("metrics", self.metrics)):
+      for name, fn in named.items():
+        where = f"{who}.{group}.{name}"
+        missing = [r for r in getattr(fn, "reads", ()) if r not in outputs and r not in CONTEXT_READS]
+        if missing:
+          raise ConfigError(f"{where} reads {', '.join(missing)}, which model {type(model).__name__} does not produce "
+                            f"(its outputs: {', '.join(sorted(outputs))}); choose a model that does, or drop the term")
+        if "labels" in getattr(fn, "reads", ()) and not has_labels:
+          raise ConfigError(f"{where} needs class labels; the data set has none")
+        check = getattr(fn, "check", None)
+        if check is not None:
+          try:
+            check(model)
+          except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
 
   def _reduce(self, values: jax.Array, mask: Optional[jax.Array]) -> jax.Array:
     if values.ndim == 0:

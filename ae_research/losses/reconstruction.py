@@ -1,15 +1,9 @@
-"""Reconstruction terms: per-example values, pixels reduced by mean or sum."""
+"""Reconstruction terms: per-example values, pixels reduced by mean or sum (from metrics/likelihoods.py)."""
 import jax
-import jax.numpy as jnp
-import optax
 
 from ae_research.errors import ConfigError
-from ae_research.losses.base import LossInputs
-
-
-def _flat(x: jax.Array) -> jax.Array:
-  # Flattened before the elementwise work: XLA CPU handles (B, 784) much better than (B, 28, 28, 1).
-  return x.reshape(x.shape[0], -1)
+from ae_research.losses.base import LossInputs, Term
+from ae_research.metrics.likelihoods import bernoulli_nll_values, squared_error_values
 
 
 def _reduce_pixels(flat: jax.Array, reduction: str) -> jax.Array:
@@ -22,30 +16,34 @@ def _check_reduction(reduction: str) -> str:
   return reduction
 
 
-class SquaredError:
+class SquaredError(Term):
   """Squared error per example: mean over pixels (MSE) or sum (SSE, SPEC 2)."""
+  reconstruction = True
 
   def __init__(self, reduction: str = "mean"):
     self.reduction = _check_reduction(reduction)
 
   def __call__(self, ctx: LossInputs) -> jax.Array:
-    return _reduce_pixels(jnp.square(_flat(ctx.recon) - _flat(ctx.target)), self.reduction)
+    return _reduce_pixels(squared_error_values(ctx.recon, ctx.target), self.reduction)
 
 
-class BinaryCrossEntropy:
+class BinaryCrossEntropy(Term):
   """Bernoulli negative log-likelihood per example, from the decoder logits.
 
-  Computed with `optax.sigmoid_binary_cross_entropy` on `aux["logits"]` (stable for any
-  logit); the model's output activation must then be sigmoid. Targets lie in [0, 1].
-  `reduction="sum"` is Keras' `binary_crossentropy * 784` of SPEC 3.
+  Computed from `aux["logits"]` (stable for any logit); the model's output activation must
+  then be sigmoid. Targets lie in [0, 1]. `reduction="sum"` is Keras' `binary_crossentropy * 784`
+  of SPEC 3.
   """
+  reads = ("logits",)
+  reconstruction = True
 
   def __init__(self, reduction: str = "mean"):
     self.reduction = _check_reduction(reduction)
 
+  def check(self, model) -> None:
+    if model.output_activation != "sigmoid":
+      raise ConfigError("binary cross-entropy needs model.output_activation=sigmoid "
+                        f"(got {model.output_activation}); change one of them")
+
   def __call__(self, ctx: LossInputs) -> jax.Array:
-    if ctx.model.output_activation != "sigmoid":
-      raise ConfigError("loss: binary cross-entropy needs model.output_activation=sigmoid "
-                        f"(got {ctx.model.output_activation}); change one of them")
-    return _reduce_pixels(optax.sigmoid_binary_cross_entropy(_flat(ctx.aux["logits"]), _flat(ctx.target)),
-                          self.reduction)
+    return _reduce_pixels(bernoulli_nll_values(ctx.aux["logits"], ctx.target), self.reduction)

@@ -1,24 +1,22 @@
-"""Regularisers: code sparsity (L1, KL to a target rate), contractive penalty, weight
-decay, and the Gaussian KL of a VAE. Per-example values where defined per example."""
+"""Regularisers: code sparsity (L1, KL to a target rate), contractive penalty, weight decay, and
+the KL term of a VAE. Per-example values where defined per example."""
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from ae_research.errors import ConfigError
-from ae_research.losses.base import LossInputs, masked_batch_mean
+from ae_research.losses.base import EncoderView, LossInputs, Term, masked_batch_mean
+from ae_research.metrics.arrays import per_example
+from ae_research.models.capabilities import StochasticEncoder, require
 
 CONTRACTIVE_METHODS = ("auto", "exact", "closed_form")
 
 
-def _flat(x: jax.Array) -> jax.Array:
-  return x.reshape(x.shape[0], -1)
-
-
-class L1Code:
+class L1Code(Term):
   """sum_j |h_j| of the code, per example (SPEC 3, sparse autoencoder)."""
+  reads = ("code",)
 
   def __call__(self, ctx: LossInputs) -> jax.Array:
-    return jnp.abs(_flat(ctx.aux["code"])).sum(axis=1)
+    return jnp.abs(per_example(ctx.aux["code"])).sum(axis=1)
 
 
 def bernoulli_kl(rho: float, rho_hat: jax.Array) -> jax.Array:
@@ -26,19 +24,22 @@ def bernoulli_kl(rho: float, rho_hat: jax.Array) -> jax.Array:
   return rho * jnp.log(rho / rho_hat) + (1 - rho) * jnp.log((1 - rho) / (1 - rho_hat))
 
 
-class KLSparsity:
+class KLSparsity(Term):
   """sum_j KL(rho || rho_hat_j), rho_hat_j = mean activation of code unit j over the batch
   (SPEC 4). A batch-level scalar; the codes must lie in (0, 1) (sigmoid code activation)."""
+  reads = ("code",)
 
   def __init__(self, rho: float = 0.1, eps: float = 1e-6):
     if not 0 < rho < 1:
       raise ConfigError(f"loss: KL sparsity target rho={rho} must lie in (0, 1)")
     self.rho, self.eps = rho, eps
 
+  def check(self, model) -> None:
+    if model.code_activation != "sigmoid":
+      raise ConfigError("KL sparsity needs codes in (0, 1): set model.code_activation=sigmoid")
+
   def __call__(self, ctx: LossInputs) -> jax.Array:
-    if ctx.model.code_activation != "sigmoid":
-      raise ConfigError("loss: KL sparsity needs codes in (0, 1): set model.code_activation=sigmoid")
-    rho_hat = jnp.clip(masked_batch_mean(_flat(ctx.aux["code"]), ctx.mask), self.eps, 1 - self.eps)
+    rho_hat = jnp.clip(masked_batch_mean(per_example(ctx.aux["code"]), ctx.mask), self.eps, 1 - self.eps)
     return bernoulli_kl(self.rho, rho_hat).sum()
 
 
@@ -53,54 +54,54 @@ def contractive_sigmoid_layer(kernel: jax.Array, code: jax.Array) -> jax.Array:
   return (jnp.square(code * (1 - code)) * jnp.square(kernel).sum(axis=0)).sum(axis=1)
 
 
-def jacobian_sq_norm(model, inputs: jax.Array, code: jax.Array) -> jax.Array:
+def jacobian_sq_norm(encoder: EncoderView, inputs: jax.Array, code: jax.Array) -> jax.Array:
   """||d code / d inputs||_F^2 per example: closed form for one sigmoid Dense layer, else exact."""
-  kernel = model.sigmoid_code_kernel()
-  if kernel is not None:
-    return contractive_sigmoid_layer(kernel, _flat(code))
-  return contractive_exact(model.encode, inputs)
+  if encoder.sigmoid_kernel is not None:
+    return contractive_sigmoid_layer(encoder.sigmoid_kernel, per_example(code))
+  return contractive_exact(encoder.encode, inputs)
 
 
-class Contractive:
+class Contractive(Term):
   """Squared Frobenius norm of the encoder Jacobian, per example (Rifai et al. 2011).
 
   method="auto" uses the closed form when the encoder is one sigmoid Dense layer and the
   exact Jacobian otherwise (`jacobian_sq_norm`); the tests check the two agree.
   """
+  reads = ("encoder", "code")
 
   def __init__(self, method: str = "auto"):
     if method not in CONTRACTIVE_METHODS:
       raise ConfigError(f"loss: contractive method={method!r}: choose one of {', '.join(CONTRACTIVE_METHODS)}")
     self.method = method
 
+  def check(self, model) -> None:
+    if self.method == "closed_form" and model.sigmoid_code_kernel() is None:
+      raise ConfigError("the closed-form contractive penalty needs one sigmoid Dense encoder layer; use method=exact")
+
   def __call__(self, ctx: LossInputs) -> jax.Array:
     if self.method == "exact":
-      return contractive_exact(ctx.model.encode, ctx.inputs)
-    if self.method == "closed_form" and ctx.model.sigmoid_code_kernel() is None:
-      raise ConfigError("loss: the closed-form contractive penalty needs one sigmoid Dense encoder layer; "
-                        "use method=exact")
-    return jacobian_sq_norm(ctx.model, ctx.inputs, ctx.aux["code"])
+      return contractive_exact(ctx.encoder.encode, ctx.inputs)
+    return jacobian_sq_norm(ctx.encoder, ctx.inputs, ctx.aux["code"])
 
 
-class WeightDecay:
+class WeightDecay(Term):
   """0.5 * sum of squared weights (kernels only, biases excluded): SPEC 4's (lambda/2)||W||^2
   with lambda as this term's weight. A tied weight counts once: it is one parameter."""
+  reads = ("params",)
 
   def __call__(self, ctx: LossInputs) -> jax.Array:
-    params = nnx.state(ctx.model, nnx.Param)
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    leaves = jax.tree_util.tree_flatten_with_path(ctx.params)[0]
     kernels = [v for path, v in leaves if any(getattr(p, "key", None) == "kernel" for p in path)]
     return 0.5 * sum(jnp.sum(jnp.square(k)) for k in kernels)
 
 
-def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:
-  """KL(N(mean, exp(log_var)) || N(0, I)) = -0.5 sum(1 + log_var - mean^2 - exp(log_var)), per example."""
-  mean, log_var = _flat(mean), _flat(log_var)
-  return -0.5 * jnp.sum(1 + log_var - jnp.square(mean) - jnp.exp(log_var), axis=1)
+class GaussianKL(Term):
+  """The VAE's KL term: KL(q(z|x) || p(z)) per example, as the model's stochastic encoder computes
+  it against its prior (closed form for N(0, I))."""
+  reads = ("kl",)
 
-
-class GaussianKL:
-  """The VAE's KL term: `gaussian_kl` of the posterior in aux, per example."""
+  def check(self, model) -> None:
+    require(model, StochasticEncoder, "the KL term")
 
   def __call__(self, ctx: LossInputs) -> jax.Array:
-    return gaussian_kl(ctx.aux["mean"], ctx.aux["log_var"])
+    return ctx.aux["kl"]

@@ -1,4 +1,5 @@
 """Autoencoder variants as Flax NNX modules behind one interface (`base.Autoencoder`)."""
+from ae_research.models import capabilities
 from ae_research.models.base import Autoencoder, Model
 from ae_research.models.classifier import Classifier
 from ae_research.models.conv import ConvAutoencoder
@@ -6,4 +7,4 @@ from ae_research.models.mlp import MLPAutoencoder
 from ae_research.models.stacked import StackedAutoencoder
 from ae_research.models.vae import VAE
 
-__all__ = ["Autoencoder", "Classifier", "Model", "ConvAutoencoder", "MLPAutoencoder", "StackedAutoencoder", "VAE"]
+__all__ = ["capabilities", "Autoencoder", "Classifier", "Model", "ConvAutoencoder", "MLPAutoencoder", "StackedAutoencoder", "VAE"]

@@ -1,27 +1,29 @@
 """The one interface every autoencoder variant implements.
 
-    code = model.encode(x)                 # deterministic code (the mean, for a VAE)
-    out = model.decode(code)               # data-space output (output activation applied)
-    recon, aux = model(x, rng=key)         # training forward pass
+    code = model.encode(x)                       # deterministic code (the posterior mean, for a VAE)
+    out = model.decode(code)                     # data-space output (output activation applied)
+    recon, aux = model(x, rng=key, train=True)   # training forward pass
 
 `aux` always holds "code" and "logits" (the decoder output before its activation, so
-cross-entropy can be computed from logits, stably); variants add what their loss terms
-need ("mean"/"log_var" for a VAE; "target" where the model sets its own reconstruction
-target, as a stacked autoencoder's greedy stage does).
+cross-entropy can be computed from logits, stably); variants add what their loss terms read
+("posterior" and "kl" for a stochastic encoder; "target" where the model sets its own
+reconstruction target, as a stacked autoencoder's greedy stage does). Loss terms declare the aux
+keys they read, and the trainer checks them against what the model produces before training.
 
-What a variant can do is declared, not probed (on `Model`, which classifiers share):
-`predicts`, `variational` (and then `posterior`), `num_stacked_layers`/`stage` (greedy
-pre-training), `first_layer_filters` (the filter figure and measures),
-`sigmoid_code_kernel` (the closed-form contractive penalty), `pretrained_part` (what an
-autoencoder run initialises), and the code and output activations the loss terms check.
+What a variant can do beyond that is declared as capabilities (`models/capabilities.py`):
+a posterior, a prior to sample, a decoder likelihood, a codebook, first-layer filters, stacked
+layers. Variables other than `nnx.Param`s (EMA codebooks, running statistics) are the model's
+state: the trainer carries them in `TrainState.model_state` and the training call (`train=True`)
+may update them.
 """
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from ae_research.errors import ConfigError
+from ae_research.models.capabilities import Reconstructs, declared
 
 _ACTIVATIONS: Dict[str, Callable[[jax.Array], jax.Array]] = {
     "linear": lambda x: x, "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh,
@@ -38,26 +40,19 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
 
 
 class Model(nnx.Module):
-  """What the trainer may ask of any model: `__call__(x, rng) -> (output, aux)` and declared abilities."""
+  """What the trainer may ask of any model: `__call__(x, rng, train) -> (output, aux)` and its capabilities."""
 
-  predicts: str = "reconstruction"  # "reconstruction" (an autoencoder) or "classes" (a classifier).
   output_activation: str = "linear"
   code_activation: str = "linear"  # The code's activation (KL sparsity needs sigmoid codes).
-  variational: bool = False  # True: `posterior(x) -> (mean, log_var)` exists and `__call__` samples.
   stage: int = 0  # Greedy pre-training: 0 is the whole model, k trains stacked layer k alone.
   pretrained_part: Optional[str] = None  # The sub-module a pretrained autoencoder run initialises.
 
-  @property
-  def num_stacked_layers(self) -> int:
-    """Layers that greedy pre-training trains one at a time (0: not a stacked model)."""
-    return 0
+  def capabilities(self) -> FrozenSet[type]:
+    """The capabilities this model has: by default those it inherits; composed models override."""
+    return declared(self)
 
   def encode(self, x: jax.Array) -> jax.Array:
     raise NotImplementedError
-
-  def first_layer_filters(self) -> Optional[jax.Array]:
-    """The first encoder layer's kernel ((inputs, units) or (k, k, in, out)), or None."""
-    return None
 
   def sigmoid_code_kernel(self) -> Optional[jax.Array]:
     """The kernel W when the encoder is exactly one Dense layer with sigmoid code (h = sigmoid(W^T x + b)),
@@ -70,7 +65,7 @@ class Model(nnx.Module):
     return None
 
 
-class Autoencoder(Model):
+class Autoencoder(Model, Reconstructs):
   """Abstract autoencoder. Subclasses implement `encode` and `decode_logits`."""
 
   encoder_modules: Tuple[str, ...] = ("encoder",)  # The sub-modules `encode` reads (fine-tuning trains them).
@@ -81,11 +76,9 @@ class Autoencoder(Model):
   def decode(self, code: jax.Array) -> jax.Array:
     return get_activation(self.output_activation)(self.decode_logits(code))
 
-  def posterior(self, x: jax.Array) -> Tuple[jax.Array, jax.Array]:
-    raise NotImplementedError(f"{type(self).__name__} is not variational")
-
-  def __call__(self, x: jax.Array, *, rng: Optional[jax.Array] = None) -> Tuple[jax.Array, Dict[str, Any]]:
-    del rng  # Deterministic variants ignore it.
+  def __call__(self, x: jax.Array, *, rng: Optional[jax.Array] = None,
+               train: bool = False) -> Tuple[jax.Array, Dict[str, Any]]:
+    del rng, train  # Deterministic variants ignore both.
     code = self.encode(x)
     logits = self.decode_logits(code)
     return get_activation(self.output_activation)(logits), {"code": code, "logits": logits}

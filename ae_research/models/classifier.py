@@ -16,11 +16,11 @@ from flax import nnx
 
 from ae_research.errors import ConfigError
 from ae_research.models.base import Autoencoder, Model, get_activation
+from ae_research.models.capabilities import Classifies, Filters, has
 from ae_research.models.mlp import apply_stack, dense_stack
 
 
-class Classifier(Model):
-  predicts = "classes"
+class Classifier(Model, Classifies, Filters):
   pretrained_part = "autoencoder"
 
   def __init__(self, autoencoder: Autoencoder, num_classes: int, head_hidden: Sequence[int] = (),
@@ -38,11 +38,15 @@ class Classifier(Model):
     code = self.autoencoder.encode(x)
     return code.reshape(code.shape[0], -1)
 
+  def capabilities(self):
+    own = frozenset({Classifies})
+    return own | {Filters} if has(self.autoencoder, Filters) else own
+
   def first_layer_filters(self):
     return self.autoencoder.first_layer_filters()
 
-  def __call__(self, x, *, rng=None):
-    del rng
+  def __call__(self, x, *, rng=None, train=False):
+    del rng, train
     features = self.encode(x)
     logits = apply_stack(self.head, features, self.activation)
     return logits, {"code": features, "logits": logits}

@@ -18,6 +18,7 @@ from flax import nnx
 
 from ae_research.errors import ConfigError
 from ae_research.models.base import Autoencoder, get_activation, kernel_init
+from ae_research.models.capabilities import Filters
 
 UPSAMPLING = ("nearest", "transpose")
 
@@ -31,7 +32,7 @@ def center_crop(h: jax.Array, height: int, width: int) -> jax.Array:
   return h[:, top:top + height, left:left + width]
 
 
-class ConvAutoencoder(Autoencoder):
+class ConvAutoencoder(Autoencoder, Filters):
 
   def __init__(self, input_shape: Sequence[int], channels: Sequence[int] = (16, 32, 64), kernel_size: int = 3,
                pool: int = 2, decoder_channels: Optional[Sequence[int]] = None, activation: str = "relu",

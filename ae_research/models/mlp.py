@@ -8,6 +8,7 @@ from flax import nnx
 
 from ae_research.errors import ConfigError
 from ae_research.models.base import Autoencoder, get_activation, kernel_init
+from ae_research.models.capabilities import Filters
 
 
 def dense_stack(sizes: Sequence[int], init: str, rngs: nnx.Rngs) -> nnx.List:
@@ -27,7 +28,7 @@ def check_sizes(latent_dim: int, hidden: Sequence[int]) -> None:
     raise ConfigError(f"model: latent_dim and hidden sizes must be positive, got {latent_dim}, {list(hidden)}")
 
 
-class MLPAutoencoder(Autoencoder):
+class MLPAutoencoder(Autoencoder, Filters):
   """Encoder Dense(hidden[0]) -> ... -> Dense(latent_dim); the decoder mirrors it.
 
   Images are flattened on the way in and reshaped to `output_shape` on the way out.

@@ -5,7 +5,7 @@ only layer k: it reconstructs h_{k-1} = f_{k-1}(...f_1(x)), computed with gradie
 stopped, from f_k(h_{k-1}); `update_mask` freezes every other layer's parameters, so even
 optimisers with weight decay leave them untouched. `stage=0` is the whole stack
 (f_1..f_L then g_L..g_1), for fine-tuning and use. `trainer.greedy_epochs` runs the
-stages one after the other (see `ae_research/greedy.py`).
+stages one after the other (see `ae_research/training/greedy.py`).
 
 kind="mlp": f_k = Dense(sizes[k]) + activation.
 kind="conv": f_k = Conv(sizes[k], kernel) + activation + MaxPool(pool);
@@ -19,12 +19,13 @@ from flax import nnx
 
 from ae_research.errors import ConfigError
 from ae_research.models.base import Autoencoder, get_activation, kernel_init
+from ae_research.models.capabilities import Filters, Stacked
 from ae_research.models.conv import center_crop, upsample_nearest
 
 KINDS = ("mlp", "conv")
 
 
-class StackedAutoencoder(Autoencoder):
+class StackedAutoencoder(Autoencoder, Filters, Stacked):
   encoder_modules = ("encoders",)
 
   def __init__(self, input_shape: Sequence[int], kind: str = "mlp", sizes: Sequence[int] = (256, 64),
@@ -93,9 +94,9 @@ class StackedAutoencoder(Autoencoder):
       h = h if k == 0 else get_activation(self._layer_activation(k))(h)
     return h.reshape(code.shape[0], *self.input_shape)
 
-  def __call__(self, x, *, rng=None):
+  def __call__(self, x, *, rng=None, train=False):
     if self.stage == 0:
-      return super().__call__(x, rng=rng)
+      return super().__call__(x, rng=rng, train=train)
     k = self.stage - 1
     below = jax.lax.stop_gradient(self._inputs(x, k)[-1])  # Frozen layers: no gradient work.
     code = self._encode_layer(k, below)

@@ -30,8 +30,8 @@ class Study:
     return self.phases(quick) if callable(self.phases) else self.phases
 
 
-QUICK_EVAL = ("evaluation.iwae_samples=20", "evaluation.iwae_max_test=500", "evaluation.probe_max_train=3000",
-              "evaluation.retrieval_queries=300")
+QUICK_EVAL = ("evaluation.likelihood.samples=20", "evaluation.likelihood.max_test=500",
+              "evaluation.linear_probe.max_train=3000", "evaluation.knn.max_train=3000", "evaluation.retrieval.queries=300")
 
 NOISE = {"noise_0": 0.0, "noise_25": 0.25, "noise_50": 0.5}
 

@@ -5,6 +5,7 @@ from typing import Any, Dict
 from omegaconf import DictConfig
 
 from ae_research.errors import ConfigError
+from ae_research.models.capabilities import Reconstructs, has
 
 from ae_research.training.greedy import pretrain_layers
 from ae_research.training.loop import checked_setup, start_runtime, train, train_one
@@ -19,7 +20,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:
   start_runtime(cfg)
   s = checked_setup(cfg)  # Bad input fails here, before any run directory is touched.
   if cfg.trainer.greedy_epochs > 0:
-    if s.model.predicts != "reconstruction":
+    if not has(s.model, Reconstructs):
       raise ConfigError("trainer.greedy_epochs pre-trains an autoencoder's layers; a classifier (task=classify) "
                         "starts from trainer.init_from=<a pre-trained run>: set trainer.greedy_epochs=0")
     cfg = pretrain_layers(cfg, workdir, s.model)

@@ -11,13 +11,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from ae_research.errors import ConfigError
 from ae_research.models.base import Autoencoder
+from ae_research.models.capabilities import Stacked, require
 from ae_research.training.loop import train_one
 
 
 def pretrain_layers(cfg: DictConfig, workdir: str, model: Autoencoder) -> DictConfig:
   """Runs the stages; returns `cfg` set to fine-tune from the last stage's parameters."""
-  if model.num_stacked_layers == 0 or model.stage != 0:
-    raise ConfigError("trainer.greedy_epochs>0 needs a stacked model at stage 0 (model=stacked_mlp or stacked_conv)")
+  require(model, Stacked, "trainer.greedy_epochs>0 (greedy layer-wise pre-training)")
+  if model.stage != 0:
+    raise ConfigError("trainer.greedy_epochs>0 needs the stacked model at stage 0 (model.stage=0)")
   previous = cfg.trainer.init_from
   for k in range(1, model.num_stacked_layers + 1):
     stage_dir = os.path.join(workdir, "pretrain", f"layer_{k}")

@@ -296,8 +296,8 @@ class _Loop:
       if m.error is not None:
         summaries.append(None)
         continue
-      params = to_host(self.programs.member_state(self.states, i).params)
-      final = final_evaluation(m.cfg, m.setup, params, m.workdir, self.step, m.writer, self.seconds)
+      state = to_host(self.programs.member_state(self.states, i))
+      final = final_evaluation(m.cfg, m.setup, state, m.workdir, self.step, m.writer, self.seconds)
       summary = run_summary(m.cfg, m.setup, self.step, int(self.programs.mesh.devices.size),
                             self.programs.compile_s, self.rates, m.train_loss, {**m.eval_metrics, **final})
       summary.update({f"time/{phase}_s": s for phase, s in self.seconds.items()})

@@ -83,7 +83,7 @@ class Programs:
     self.hps = self._place({w: {p: v for p, v in paths.items()} for w, paths in self.varying.items()}, stacked_host=True)
     self.eval_rngs = self._place([np.asarray(jax.random.PRNGKey(seed + 1)) for seed in seeds])
     self._order = _order_program(s0.data.num_train, self.plan.batch_size, self.stacked, self.state_sharding)
-    self._evaluate = jax.jit(self._members(self._evaluate_member, (0, 0, 0, 0, None)),
+    self._evaluate = jax.jit(self._members(self._evaluate_member, (0, 0, 0, 0, 0, None)),
                              out_shardings=replicated(self.mesh))
     self._member_state = jax.jit(lambda states, i: jax.tree.map(lambda x: x[i], states),
                                  out_shardings=replicated(self.mesh))
@@ -118,18 +118,19 @@ class Programs:
     return [jax.tree.map(lambda v: np.take(v, i, axis=axis) if self.stacked else v, values) for i in range(self.k)]
 
   # --- The programs. ---
-  def _loss_fn(self, hp):
+  def _loss_fn(self, hp, train: bool = True):
     objective = members_lib.with_values(self.s0.objective, hp["objective"])
     corruption = members_lib.with_values(self.s0.corruption, hp["corruption"])
-    return make_loss_fn(self.s0.graphdef, objective, corruption)
+    return make_loss_fn(self.s0.graphdef, objective, corruption, train, self.s0.data.num_train)
 
   def _member_step(self, train, state, idx, hp):
     step = make_train_step(self._loss_fn(hp), self.s0.tx, self.s0.update_mask)
     return step(state, gather(train, idx, self.mesh, self.shapes), step_key(state.rng, state.step))
 
-  def _evaluate_member(self, params, step, rng, hp, test):
-    loss_fn = self._loss_fn(hp)
-    per_batch = scan_batches(lambda batch, r: loss_fn(params, batch, r, step)[1], test, self.mesh, rng, self.s0.unroll)
+  def _evaluate_member(self, params, model_state, step, rng, hp, test):
+    loss_fn = self._loss_fn(hp, train=False)  # The model's state is read, not updated.
+    per_batch = scan_batches(lambda batch, r: loss_fn(params, model_state, batch, r, step)[1][0], test, self.mesh, rng,
+                             self.s0.unroll)
     return masked_mean(per_batch, test)
 
   def _chunk(self, length: int, crosses_epochs: bool):
@@ -225,10 +226,11 @@ class Programs:
     if not hasattr(self._evaluate, "lower"):
       return
     t = time.perf_counter()
-    self._evaluate = self._evaluate.lower(states.params, states.step, self.eval_rngs, self.hps, self.test).compile()
+    self._evaluate = self._evaluate.lower(states.params, states.model_state, states.step, self.eval_rngs, self.hps,
+                                          self.test).compile()
     self.compile_s += time.perf_counter() - t
 
   def evaluate(self, states: TrainState) -> List[Dict[str, float]]:
     """Each member's eval/* metrics: its objective on the (corrupted, as in training) test split."""
-    metrics = self._evaluate(states.params, states.step, self.eval_rngs, self.hps, self.test)
+    metrics = self._evaluate(states.params, states.model_state, states.step, self.eval_rngs, self.hps, self.test)
     return [{f"eval/{k}": float(v) for k, v in m.items()} for m in self.per_member(metrics)]

@@ -26,7 +26,7 @@ log = logging.getLogger("ae_research")
 def initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str) -> TrainState:
   """The state to train from, replicated on `s.mesh`; drops log records past a resumed checkpoint."""
   tcfg = cfg.trainer
-  state = put_replicated(create_train_state(s.params, s.tx, cfg.seed), s.mesh)
+  state = put_replicated(create_train_state(s.params, s.model_state, s.tx, cfg.seed), s.mesh)
   log = os.path.join(workdir, "metrics.jsonl")
   if ckpt.latest_step() is not None:
     if not tcfg.resume:

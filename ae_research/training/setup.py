@@ -6,7 +6,7 @@ one line and leaves any earlier outputs as they were.
 import dataclasses
 import functools
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -16,14 +16,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from ae_research.config import build, validate_config
 from ae_research.errors import ConfigError
-from ae_research.models.base import Autoencoder, has_convolutions
+from ae_research.evaluation import base as evaluation
+from ae_research.models.base import Model, has_convolutions
+from ae_research.models.capabilities import Reconstructs, StochasticEncoder, has
 from ae_research.models.classifier import Classifier
+from ae_research.optim import with_param_groups
 from ae_research.sharding import check_divisible, make_mesh
-from ae_research.state import split_model
+from ae_research.state import DEFAULT_GROUP, split_model
 from ae_research.step import make_loss_fn
 
 # Constructor arguments the engine supplies (derived from the data or the schedule).
-SUPPLIED = {"model": ("input_shape", "rngs"), "optimizer": ("total_steps",)}
+SUPPLIED = {"model": ("input_shape", "rngs"), "optimizer": ("total_steps",), "param_groups": ("total_steps",)}
 SCAN_UNROLL = ("auto", "rolled", "full")
 
 
@@ -59,17 +62,25 @@ class Setup:
   data: Any  # ArrayDataset
   mesh: Mesh
   plan: Plan
-  model: Autoencoder  # As initialised (its parameters are `params`); read for its declared abilities.
+  model: Model  # As initialised (its variables are `params` and `model_state`); asked for its capabilities.
   graphdef: nnx.GraphDef
   params: nnx.State
   objective: Any
   tx: Any
+  model_state: Any = None  # nnx.State of the model's non-parameter variables (empty for most models).
   corruption: Optional[Any] = None
   update_mask: Optional[Any] = None  # Bool pytree like params (False: frozen), or None.
   unroll: bool = False  # Compile loops unrolled (see TrainerConfig.scan_unroll).
+  aux_shapes: Dict[str, Tuple[int, ...]] = dataclasses.field(default_factory=dict)  # The training call's aux arrays.
+  evaluators: Sequence[Any] = ()  # What the end-of-run evaluation runs (evaluation/base.py).
 
-  def loss_fn(self):
-    return make_loss_fn(self.graphdef, self.objective, self.corruption)
+  def loss_fn(self, train: bool = True):
+    return make_loss_fn(self.graphdef, self.objective, self.corruption, train, self.data.num_train)
+
+  @property
+  def variables(self) -> nnx.State:
+    """Parameters and model state in one state (what evaluation merges the model from)."""
+    return nnx.merge_state(self.params, self.model_state)
 
 
 TASKS = ("reconstruct", "classify")
@@ -130,7 +141,8 @@ def make_plan(tcfg: DictConfig, data, eval_batch_size: int) -> Plan:
 
 
 def setup(cfg: DictConfig, devices: Any = None, data: Any = None, mesh: Optional[Mesh] = None) -> Setup:
-  """Validates `cfg` and builds data (unless given), mesh (unless given), model, objective and optimiser."""
+  """Validates `cfg` and builds data (unless given), mesh (unless given), model, objective, optimiser and
+  evaluators; checks that they fit each other (shapes, what the loss reads, what the evaluators need)."""
   validate_config(cfg, SUPPLIED)
   tcfg = cfg.trainer
   check_trainer(tcfg)
@@ -138,6 +150,7 @@ def setup(cfg: DictConfig, devices: Any = None, data: Any = None, mesh: Optional
     raise ConfigError(f"task.name={cfg.task.name!r}: choose one of {', '.join(TASKS)}")
   if cfg.task.name == "classify" and cfg.task.get("objective") is None:
     raise ConfigError("task.name=classify needs task.objective (use task=classify, conf/task/classify.yaml)")
+  evaluation.check_settings(cfg.evaluation)
   data = prepare_data(cfg) if data is None else data
   mesh = mesh or make_mesh(tcfg.devices if devices is None else devices)
   eval_batch_size = tcfg.eval_batch_size or data.batch_size
@@ -147,35 +160,63 @@ def setup(cfg: DictConfig, devices: Any = None, data: Any = None, mesh: Optional
   num_classes = data.num_classes if cfg.task.name == "classify" else 0
   model = _model_init(OmegaConf.to_yaml(cfg.model), OmegaConf.to_yaml(cfg.task), data.image_shape,
                       num_classes)(jnp.uint32(cfg.seed))
-  objective = build(cfg.task.objective, "task.objective") if cfg.task.name == "classify" else build(cfg.loss, "loss")
+  where = "task.objective" if cfg.task.name == "classify" else "loss"
+  objective = build(cfg.task.objective, where) if cfg.task.name == "classify" else build(cfg.loss, "loss")
   objective.reference_batch_size = data.batch_size
-  tx = build(cfg.optimizer, "optimizer", total_steps=max(plan.total_steps, 1))
   corruption = build(cfg.corruption, "corruption") if cfg.get("corruption") else None
-  graphdef, params = split_model(model)
-  if model.stage == 0 and model.predicts == "reconstruction":  # A greedy stage reconstructs the layer below.
-    out_shape = jax.eval_shape(lambda p, x: nnx.merge(graphdef, p)(x)[0], params,
-                               jax.ShapeDtypeStruct((1, *data.image_shape), jnp.float32)).shape[1:]
-    if tuple(out_shape) != data.target_shape:
-      raise ConfigError(f"model output shape {tuple(out_shape)} does not match the {data.name} targets "
+  graphdef, params, model_state = split_model(model)
+  tx = make_tx(cfg, params, max(plan.total_steps, 1))
+  recon_shape, aux_shapes = forward_shapes(graphdef, params, model_state, data.image_shape)
+  if model.stage == 0 and has(model, Reconstructs):  # A greedy stage reconstructs the layer below.
+    if tuple(recon_shape[1:]) != data.target_shape:
+      raise ConfigError(f"model output shape {tuple(recon_shape[1:])} does not match the {data.name} targets "
                         f"{data.target_shape}; fix the model config (e.g. model.output_shape)")
-  _check_code_size(model, objective, corruption, data)
+  objective.check(model, list(aux_shapes), data.labels_are_classes, where)
+  _check_code_size(model, objective, corruption, data, aux_shapes)
   unroll = tcfg.scan_unroll == "full" or (tcfg.scan_unroll == "auto" and jax.default_backend() == "cpu"
                                           and has_convolutions(model))
-  return Setup(data, mesh, plan, model, graphdef, params, objective, tx, corruption, model.update_mask(params),
-               unroll)
+  s = Setup(data, mesh, plan, model, graphdef, params, objective, tx, model_state, corruption,
+            model.update_mask(params), unroll, aux_shapes)
+  if cfg.evaluation.enabled:  # Checked before training: a run never fails at its end for a config reason.
+    s.evaluators = evaluation.resolve(cfg.evaluation, s, build)
+  return s
 
 
-def _check_code_size(model: Autoencoder, objective, corruption, data) -> None:
+def make_tx(cfg: DictConfig, params: nnx.State, total_steps: int):
+  """`optimizer` for the parameters no `param_groups` entry claims, each group's own for its parameters."""
+  tx = build(cfg.optimizer, "optimizer", total_steps=total_steps)
+  groups = {}
+  for name, group in (cfg.get("param_groups") or {}).items():
+    if set(group) != {"params", "optimizer"}:
+      raise ConfigError(f"param_groups.{name}: give exactly `params` (a regular expression matching parameter "
+                        f"paths) and `optimizer` (an optimizer node); got {', '.join(map(str, group))}")
+    if name == DEFAULT_GROUP:
+      raise ConfigError(f"param_groups.{DEFAULT_GROUP}: that name is the ungrouped parameters' (`optimizer`)")
+    groups[str(name)] = (str(group.params), build(group.optimizer, f"param_groups.{name}.optimizer",
+                                                  total_steps=total_steps))
+  return with_param_groups(tx, groups, params, DEFAULT_GROUP)
+
+
+def forward_shapes(graphdef, params, model_state, image_shape) -> Tuple[Tuple[int, ...], Dict[str, Tuple[int, ...]]]:
+  """(output shape, {aux key: shape}) of the training call on one example, traced abstractly. A
+  structured aux value (a posterior) counts by its key, with its first array's shape."""
+  def forward(p, st, x, rng):
+    return nnx.merge(graphdef, p, st)(x, rng=rng, train=True)
+
+  out, aux = jax.eval_shape(forward, params, model_state, jax.ShapeDtypeStruct((1, *image_shape), jnp.float32),
+                            jax.random.PRNGKey(0))
+  return tuple(out.shape), {str(k): tuple(jax.tree.leaves(v)[0].shape) for k, v in aux.items()}
+
+
+def _check_code_size(model: Model, objective, corruption, data, aux_shapes) -> None:
   """A plain MLP autoencoder (reconstruction terms only, clean input reproduced) whose code is
   at least as large as its input can learn the identity; it needs a regulariser or corruption.
   (Conv codes are exempt: pooling bottlenecks are their regulariser, SPEC 5.)"""
-  from ae_research.losses import BinaryCrossEntropy, SquaredError  # pylint: disable=g-import-not-at-top
-  plain = all(isinstance(t, (SquaredError, BinaryCrossEntropy)) for t in objective.terms.values())
-  if (not plain or corruption is not None or model.variational or model.stage or data.has_paired_targets
-      or model.predicts != "reconstruction"):
+  plain = all(getattr(t, "reconstruction", False) for t in objective.terms.values())
+  if (not plain or corruption is not None or has(model, StochasticEncoder) or model.stage or data.has_paired_targets
+      or not has(model, Reconstructs)):
     return
-  code = jax.eval_shape(model.encode, jax.ShapeDtypeStruct((1, *data.image_shape), jnp.float32)).shape
-  size = math.prod(data.image_shape)
+  code, size = aux_shapes["code"], math.prod(data.image_shape)
   if len(code) == 2 and code[1] >= size:
     raise ConfigError(f"the code has {code[1]} units, not fewer than the {size} inputs: a plain autoencoder would "
                       "learn the identity; use a smaller model.latent_dim, or add a sparsity/contractive loss or a "

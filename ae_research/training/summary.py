@@ -35,16 +35,18 @@ def seconds_since_process_start() -> Optional[float]:
     return None
 
 
-def final_evaluation(cfg, s: Setup, params, workdir: str, step: int, writer,
+def final_evaluation(cfg, s: Setup, state, workdir: str, step: int, writer,
                      seconds: MutableMapping[str, float]) -> Dict[str, Any]:
-  """eval.json and the figures (also to the writer), on process 0's own devices (no collectives);
-  adds their wall time to `seconds` ("eval", "figures")."""
+  """eval.json and the figures (also to the writer) of the model in `state` (host values), on process 0's
+  own devices (no collectives); adds their wall time to `seconds` ("eval", "figures")."""
   if not (cfg.evaluation.enabled and distributed.is_main_process()):
     return {}
   # Imported here: scikit-learn and matplotlib cost ~2 s of start-up that evaluation-free runs skip.
   from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
   here = dataclasses.replace(s, mesh=local_mesh(s.mesh))
-  metrics, figures = evaluate_and_draw(cfg, here, put_replicated(params, here.mesh), workdir, step, seconds)
+  variables = put_replicated(nnx.merge_state(state.params, state.model_state), here.mesh)
+  metrics, figures = evaluate_and_draw(cfg, here, variables, workdir, step, seconds)
   writer.write_images(step, figures)
   return {k: v for k, v in metrics.items() if k != "step"}
 
