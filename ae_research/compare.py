@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from ae_research.population.members import differing_keys, flatten_config
+from ae_research.config.flatten import differing_keys, flatten_config
 from ae_research.run_dir import read_json
 from ae_research.writers.jsonl import read_jsonl
 

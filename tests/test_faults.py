@@ -12,7 +12,7 @@ import numpy as np
 
 from ae_research import train_and_evaluate
 from ae_research.population.runs import train_runs
-from ae_research.run_dir import load_run
+from ae_research.training.saved import load_run
 from ae_research.writers.jsonl import read_jsonl
 
 RUN = ["dataset=digits", "dataset.batch_size=64", "trainer.epochs=1000", "trainer.eval_batch_size=null",

@@ -7,9 +7,9 @@ import pytest
 
 from ae_research import train_and_evaluate
 from ae_research.errors import ConfigError, UserError
-from ae_research.population.members import group_runs, numeric_leaves, with_values
+from ae_research.training.sharing import group_runs, numeric_leaves, with_values
 from ae_research.population.runs import train_runs
-from ae_research.run_dir import load_run
+from ae_research.training.saved import load_run
 from ae_research.writers.jsonl import JsonlWriter
 from conftest import QUIET  # tests/ is on sys.path
 

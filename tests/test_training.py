@@ -9,7 +9,7 @@ import pytest
 
 from ae_research import train_and_evaluate
 from ae_research.errors import CheckpointError, ConfigError, Interrupted, NonFiniteLossError, UserError
-from ae_research.run_dir import load_run
+from ae_research.training.saved import load_run
 from ae_research.writers.jsonl import JsonlWriter, read_jsonl
 from conftest import QUIET  # tests/ is on sys.path
 

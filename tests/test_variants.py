@@ -13,7 +13,7 @@ from ae_research.losses.base import EncoderView
 from ae_research.metrics.distributions import DiagonalGaussian, GaussianMixture, kl_divergence
 from ae_research.losses.regularizers import contractive_exact
 from ae_research.models import VAE, ConvAutoencoder, MLPAutoencoder, StackedAutoencoder
-from ae_research.run_dir import load_run
+from ae_research.training.saved import load_run
 from ae_research.state import split_model
 from ae_research.step import make_loss_fn
 from ae_research.writers.jsonl import read_jsonl

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Sequence, Union
 from omegaconf import DictConfig
 
 from ae_research.errors import Interrupted, UserError
-from ae_research.population.members import group_runs
+from ae_research.training.sharing import group_runs
 from ae_research.training import train, train_and_evaluate
 from ae_research.training.programs import CannotShare
 

@@ -8,7 +8,8 @@ from ae_research.errors import ConfigError
 from ae_research.models.capabilities import Reconstructs, has
 
 from ae_research.training.greedy import pretrain_layers
-from ae_research.training.loop import checked_setup, start_runtime, train, train_one
+from ae_research.training.loop import train, train_one
+from ae_research.training.members import checked_setup, start_runtime
 
 
 def train_and_evaluate(cfg: DictConfig, workdir: str) -> Dict[str, Any]:

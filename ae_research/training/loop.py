@@ -12,95 +12,42 @@ saved again). Only process 0 writes files other than checkpoints (which orbax wr
 collectively).
 """
 import collections
-import dataclasses
 import logging
 import os
+import signal
 import statistics
 import time
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ae_research import distributed, run_dir
-from ae_research.cache import enable_compilation_cache
-from ae_research.checkpoint import Checkpointer
-from ae_research.errors import NonFiniteLossError, UserError
-from ae_research.population.members import differing_keys
-from ae_research.sharding import check_divisible, make_mesh, to_host
-from ae_research.training.actions import Checkpoint, Evaluate, StopOnSignal, WriteEpochRecord
-from ae_research.training.programs import CannotShare, Programs
-from ae_research.training.resume import initial_state
-from ae_research.training.setup import Setup, prepare_data, setup
+from ae_research.config.flatten import differing_keys
+from ae_research.errors import Interrupted, NonFiniteLossError
+from ae_research.sharding import to_host
+from ae_research.training.actions import Checkpoint, PeriodicAction, StopOnSignal
+from ae_research.training.members import (Member, build_setups, close, open_run_directories, open_writers,
+                                          start_runtime)
+from ae_research.training.programs import Programs
+from ae_research.training.setup import Setup
 from ae_research.training.summary import final_evaluation, run_summary, seconds_to_first_step
-from ae_research.writers import create_writer, resolve_mode
 
 log = logging.getLogger("ae_research")
 Result = Union[Dict[str, Any], Exception]
-
-
-@dataclasses.dataclass
-class Member:
-  cfg: DictConfig
-  workdir: str
-  setup: Setup
-  ckpt: Optional[Checkpointer] = None
-  writer: Any = None
-  state: Any = None
-  error: Optional[Exception] = None
-  period_loss: float = 0.0  # Sum of the training losses since the last epoch record.
-  eval_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
-  train_loss: Optional[float] = None  # Mean training loss of the last period.
-
-
-def start_runtime(cfg: DictConfig) -> None:
-  """What must happen before anything touches a device: `jax.distributed`, the compilation cache."""
-  distributed.initialize(cfg.trainer.get("distributed"))
-  enable_compilation_cache(cfg.trainer.compilation_cache)
-
-
-def checked_setup(cfg: DictConfig, **kwargs) -> Setup:
-  """`setup` plus the checks that need no data (W&B mode): all before a run directory is touched."""
-  s = setup(cfg, **kwargs)
-  resolve_mode(cfg.logger.wandb.mode)
-  return s
-
-
-def _build(cfgs: Sequence[DictConfig]) -> List[Union[Setup, Exception]]:
-  """Each config's Setup (one data set for all, a mesh for the members that build), or its error."""
-  try:
-    data = prepare_data(cfgs[0])  # Members share the data set (their configs differ only in numbers).
-    mesh = make_mesh(cfgs[0].trainer.devices, members=len(cfgs))
-  except UserError as e:
-    return [e] * len(cfgs)
-  out = []
-  for cfg in cfgs:
-    try:
-      out.append(checked_setup(cfg, data=data, mesh=mesh))
-    except UserError as e:
-      out.append(e)
-  built = [s for s in out if isinstance(s, Setup)]
-  if built and len(built) != len(cfgs):  # Fewer members: the population axis may change.
-    mesh = make_mesh(cfgs[0].trainer.devices, members=len(built))
-    try:
-      check_divisible(built[0].data.batch_size, mesh)
-    except UserError as e:
-      raise CannotShare(str(e)) from None
-    out = [dataclasses.replace(s, mesh=mesh) if isinstance(s, Setup) else s for s in out]
-  return out
 
 
 def train(cfgs: Sequence[DictConfig], workdirs: Sequence[str], setups: Optional[Sequence[Setup]] = None,
           stacked: Optional[bool] = None) -> List[Result]:
   """Trains the runs `cfgs` in one program; returns each run's summary, or the user error that stopped it.
 
-  Configs must differ only in numbers (see `population/members.py`); raises `CannotShare`
+  Configs must differ only in numbers (see `training/sharing.py`); raises `CannotShare`
   when they turn out not to fit one program, before any of them has trained, and
   `Interrupted` on SIGTERM/SIGINT after saving every member's checkpoint.
   """
   t_start = time.perf_counter()
   start_runtime(cfgs[0])
-  built = list(setups) if setups is not None else _build(cfgs)
+  built = list(setups) if setups is not None else build_setups(cfgs)
   results: List[Result] = [s if isinstance(s, Exception) else None for s in built]
   index = [i for i, s in enumerate(built) if isinstance(s, Setup)]
   members = [Member(cfgs[i], workdirs[i], built[i]) for i in index]
@@ -112,35 +59,15 @@ def train(cfgs: Sequence[DictConfig], workdirs: Sequence[str], setups: Optional[
     log.info("population of %d members in one program on a %s mesh; they differ in %s", len(members),
              dict(programs.mesh.shape), ", ".join(differ))
   try:
-    for m in members:
-      try:
-        m.workdir = run_dir.prepare(m.workdir)
-        m.ckpt = Checkpointer(os.path.join(m.workdir, "checkpoints"), keep=m.cfg.trainer.keep_checkpoints)
-        m.state = initial_state(m.setup, m.cfg, m.ckpt, m.workdir)
-      except UserError as e:  # One member's run directory refuses: each run then reports for itself.
-        if len(members) == 1:
-          raise
-        raise CannotShare(f"{m.workdir}: {e}") from None
-    if len({int(to_host(m.state.step)) for m in members}) > 1:
-      raise CannotShare("the members resume from different steps")
+    open_run_directories(members)
     loop = _Loop(members, programs, t_start)
     loop.compile()  # Before any writer exists: a program that cannot be shared fails here.
-    for i, m in enumerate(members):
-      if distributed.is_main_process():
-        OmegaConf.save(m.cfg, os.path.join(m.workdir, "config.yaml"), resolve=True)
-      logger = m.cfg.logger if i == 0 else OmegaConf.merge(m.cfg.logger, {"progress": False})  # One bar.
-      m.writer = create_writer(logger, m.workdir, OmegaConf.to_container(m.cfg, resolve=True),
-                               m.setup.plan.total_steps, int(to_host(m.state.step)),
-                               label=f"member {i}" if len(members) > 1 else "")
-    with StopOnSignal() as stop:
+    open_writers(members)
+    with StopOnSignal(loop.stop) as stop:
       loop.run(stop)
     summaries = loop.finish()
   finally:
-    for m in members:
-      if m.writer is not None:
-        m.writer.close()
-      if m.ckpt is not None:
-        m.ckpt.close()
+    close(members)
   total_s = time.perf_counter() - t_start  # The population's wall time: every member's, to the bit.
   for i, m, summary in zip(index, members, summaries):
     results[i] = m.error or summary
@@ -160,9 +87,10 @@ class _Loop:
     self.states = programs.place([m.state for m in members])
     self.step = int(to_host(members[0].state.step))
     tcfg, last = self.cfg.trainer, self.plan.total_steps
-    self.actions = [Evaluate(self.plan.eval_every_steps, last),
-                    WriteEpochRecord(self.plan.sync_every_steps, last),
-                    Checkpoint(self.plan.checkpoint_every_steps, last, tcfg.checkpoint_min_interval_s)]
+    self.actions = [PeriodicAction(self.plan.eval_every_steps, last, self.evaluate),
+                    PeriodicAction(self.plan.sync_every_steps, last, self.write_epoch_record),
+                    Checkpoint(self.plan.checkpoint_every_steps, last, lambda _: self.save_checkpoints(),
+                               tcfg.checkpoint_min_interval_s)]
     self.rates: List[float] = []  # Samples/s of each period between syncs (compilation excluded).
     self.seconds = collections.Counter()  # Wall time by phase: train, eval, checkpoint, figures.
     self.to_first_step_s: Optional[float] = None
@@ -210,8 +138,8 @@ class _Loop:
           break
         self._close_period()
         for action in self.actions:
-          action(self, self.step)
-        stop(self, self.step)
+          action(self.step)
+        stop(self.step)
         self._start_period()  # Evaluation and checkpoints are not training time.
     if pending is not None:
       self._log_chunk(*pending)
@@ -277,14 +205,17 @@ class _Loop:
       self.members[i].ckpt.save(self.programs.member_state(self.states, i))
     self.seconds["checkpoint"] += time.perf_counter() - t
 
-  def flush(self) -> None:
+  def stop(self, signal_name: str, step: int) -> None:
+    """A preempted run: every member's checkpoint and logs saved, then `Interrupted`."""
+    self.save_checkpoints()
     for i in self.alive:
       self.members[i].ckpt.wait()
       self.members[i].writer.flush()
-
-  def workdirs_text(self) -> str:
     dirs = [self.members[i].workdir for i in self.alive]
-    return dirs[0] if len(dirs) == 1 else f"the {len(dirs)} members' run directories"
+    where = dirs[0] if len(dirs) == 1 else f"the {len(dirs)} members' run directories"
+    raise Interrupted(f"stopped by {signal_name} at step {step} (epoch {self.plan.epoch_of(step)}); checkpoint and "
+                      f"logs are saved in {where}; continue with trainer.resume=true",
+                      getattr(signal.Signals, signal_name))
 
   def finish(self) -> List[Optional[Dict[str, Any]]]:
     """Per member: eval.json, figures and the run summary (None for a member that failed)."""

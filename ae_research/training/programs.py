@@ -12,7 +12,7 @@ of a SPEC 1 epoch, measured).
 Members are the general case. With K > 1 the members' states are stacked on a leading
 axis, spread over the mesh's "population" axis, and the step is `jax.vmap`ped over them;
 the numbers in which their objectives and corruptions differ (loss weights, rho, noise
-level) enter as traced values (`population/members.py`). A single run (K = 1) runs the
+level) enter as traced values (`training/sharing.py`). A single run (K = 1) runs the
 same code without the member axis: measured with `ae-bench`, vmapping one member costs
 throughput on CPU and buys nothing.
 """
@@ -27,7 +27,7 @@ from jax import lax
 
 from ae_research.batched import batch_split, masked_mean, scan, scan_batches
 from ae_research.errors import ConfigError
-from ae_research.population import members as members_lib
+from ae_research.training import sharing as members_lib
 from ae_research.sharding import POPULATION_AXIS, member_sharded, put, put_replicated, replicated, to_host
 from ae_research.state import TrainState, step_key
 from ae_research.step import epoch_order, flatten_rows, gather, make_loss_fn, make_train_step

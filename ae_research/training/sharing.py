@@ -1,4 +1,4 @@
-"""Which runs can share one compiled program, and what differs between them.
+"""Which runs can share one compiled program (a population), and how their differing numbers enter it.
 
 Runs can train together when their configs differ only in values that leave every array
 shape and every traced branch alone: the seed, numeric loss and corruption settings
@@ -49,6 +49,13 @@ def _blank_numbers(node: Any) -> Any:
   return VARIES if _is_number(node) else node
 
 
+def _blank_hyperparameters(opt: Dict[str, Any]) -> Dict[str, Any]:
+  """An optimizer node with its injected hyperparameters blanked (a constant schedule keeps them in the state)."""
+  if opt.get("_target_") == "ae_research.optim.make_optimizer" and opt.get("schedule", "constant") == "constant":
+    return {k: VARIES if _is_number(v) and k not in _OPTIMIZER_STRUCTURE else v for k, v in opt.items()}
+  return opt
+
+
 def group_key(cfg: DictConfig) -> str:
   """Equal for runs that can train in one program (see the module docstring)."""
   tree = OmegaConf.to_container(cfg, resolve=True)
@@ -57,32 +64,13 @@ def group_key(cfg: DictConfig) -> str:
   for key in ("loss", "corruption"):
     if tree.get(key) is not None:
       tree[key] = _blank_numbers(tree[key])
-  opt = tree.get("optimizer") or {}
-  if opt.get("_target_") == "ae_research.optim.make_optimizer" and opt.get("schedule", "constant") == "constant":
-    tree["optimizer"] = {k: VARIES if _is_number(v) and k not in _OPTIMIZER_STRUCTURE else v for k, v in opt.items()}
+  tree["optimizer"] = _blank_hyperparameters(tree.get("optimizer") or {})
+  for group in (tree.get("param_groups") or {}).values():  # Each group's optimiser injects its numbers too.
+    group["optimizer"] = _blank_hyperparameters(group.get("optimizer") or {})
   trainer = tree.get("trainer") or {}
   for key in ("resume", "init_from"):  # Where a member starts, not what the program computes.
     trainer.pop(key, None)
   return repr(tree)
-
-
-def flatten_config(cfg: Any) -> Dict[str, Any]:
-  """{"a.b.c": value} of a config (DictConfig or dict), lists kept whole."""
-  tree = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update({f"{key}.{k}": v for k, v in flatten_config(value).items()})
-    else:
-      out[str(key)] = value
-  return out
-
-
-def differing_keys(cfgs: Sequence[Any]) -> List[str]:
-  """Dotted config keys whose values are not the same in all `cfgs`."""
-  flats = [flatten_config(c) for c in cfgs]
-  keys = sorted(set().union(*flats))
-  return [k for k in keys if any(f.get(k, VARIES) != flats[0].get(k, VARIES) for f in flats[1:])]
 
 
 def can_join_population(cfg: DictConfig) -> bool:
