@@ -36,7 +36,9 @@ def make_loss_fn(graphdef: nnx.GraphDef, objective: Objective, corruption: Optio
 
   def loss_fn(params: nnx.State, model_state: nnx.State, batch: Batch, rng: jax.Array,
               step: Optional[jax.Array] = None):
-    model = nnx.merge(graphdef, params, model_state)
+    # copy=True: the forward pass may update the model's state, and flax refuses to mutate variables that
+    # alias arrays of another trace (here the step's, outside value_and_grad).
+    model = nnx.merge(graphdef, params, model_state, copy=True)
     noise_rng, model_rng = jax.random.split(rng)
     clean = batch["image"]
     inputs = clean if corruption is None else corruption(noise_rng, clean)
