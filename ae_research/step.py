@@ -46,7 +46,7 @@ def make_loss_fn(graphdef: nnx.GraphDef, objective: Objective, corruption: Optio
     encoder = EncoderView(model.encode, model.sigmoid_code_kernel()) if "encoder" in reads else None
     ctx = LossInputs(inputs=inputs, target=reconstruction_target(aux, batch, clean), recon=recon, aux=aux,
                      mask=batch.get("mask"), labels=batch.get("label"), params=params if "params" in reads else None,
-                     encoder=encoder, batch=batch, dataset_size=dataset_size)
+                     encoder=encoder, batch=batch, dataset_size=dataset_size, step=step)
     loss, metrics = objective(ctx, step=step)
     return loss, (metrics, nnx.state(model, MODEL_STATE))
 

@@ -42,6 +42,7 @@ class LossInputs:
   encoder: Optional[EncoderView] = None  # For terms that read "encoder" (a function of the encoder).
   batch: Mapping[str, jax.Array] = dataclasses.field(default_factory=dict)  # Every batch array (e.g. "factors").
   dataset_size: int = 0  # Training examples (minibatch-weighted estimators need it).
+  step: Optional[jax.Array] = None  # Optimiser steps taken (schedules inside a term, e.g. a capacity ramp).
 
 
 # What a term can read besides the model's aux outputs.
