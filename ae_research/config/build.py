@@ -15,6 +15,7 @@ import hydra.errors
 import hydra.utils
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ae_research.config.schema import ENGINE_KEYS
 from ae_research.errors import ConfigError, UserError
 
 _SCALARS = (bool, int, float, str)
@@ -60,7 +61,7 @@ def _type_name(annotation: Any) -> str:
   return str(annotation).replace("typing.", "")
 
 
-def _check_node(path: str, node: DictConfig, supplied: Sequence[str] = ()) -> None:
+def _check_node(path: str, node: DictConfig, supplied: Sequence[str] = (), engine: Sequence[str] = ()) -> None:
   fn = _resolve_target(path, node["_target_"])
   sig = inspect.signature(fn.__init__ if inspect.isclass(fn) else fn)
   params = {n: p for n, p in sig.parameters.items() if n != "self"}
@@ -70,7 +71,7 @@ def _check_node(path: str, node: DictConfig, supplied: Sequence[str] = ()) -> No
   except Exception:  # Unresolvable forward references: fall back to no type checks.
     hints = {}
   for key in node.keys():
-    if str(key).startswith("_"):
+    if str(key).startswith("_") or key in engine:
       continue
     if key not in params and not takes_kwargs:
       valid = ", ".join(sorted(n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL
@@ -86,15 +87,18 @@ def _check_node(path: str, node: DictConfig, supplied: Sequence[str] = ()) -> No
                         f"{node['_target_']}; fix the value in the config or on the command line")
 
 
-def validate_config(cfg: DictConfig, supplied: Mapping[str, Sequence[str]] = None) -> None:
+def validate_config(cfg: DictConfig, supplied: Mapping[str, Sequence[str]] = None,
+                    engine: Mapping[str, Sequence[str]] = None) -> None:
   """Checks every `_target_` node of `cfg` against its callable's signature.
 
   Args:
     cfg: the composed config.
+    engine: per top-level group, keys of its node that the engine reads itself and does not pass to the
+      `_target_` (e.g. `dataset.on_device`); checked by their schema instead.
     supplied: per top-level group, keyword arguments the engine passes itself
       (e.g. `model: ["input_shape"]`); they are left out of the "valid keys" hint.
   """
-  supplied = supplied or {}
+  supplied, engine = supplied or {}, ENGINE_KEYS if engine is None else engine
 
   def walk(path: str, node: Any, top: str):
     if OmegaConf.is_config(node) and node._is_none():  # e.g. an optional list left null.
@@ -108,7 +112,7 @@ def validate_config(cfg: DictConfig, supplied: Mapping[str, Sequence[str]] = Non
           raise ConfigError(f"{path}.{extra[0]}: unknown key for {schema.__name__}; valid keys: "
                             f"{', '.join(sorted(f for f in fields if not f.startswith('_')))}")
       if "_target_" in node:
-        _check_node(path, node, supplied.get(top, ()))
+        _check_node(path, node, supplied.get(top, ()), engine.get(top, ()) if path == top else ())
       for key in node.keys():
         walk(f"{path}.{key}" if top else str(key), node._get_node(key), top or str(key))
     elif isinstance(node, ListConfig):
@@ -118,8 +122,10 @@ def validate_config(cfg: DictConfig, supplied: Mapping[str, Sequence[str]] = Non
   walk("config", cfg, "")
 
 
-def build(node: DictConfig, path: str, **supplied) -> Any:
-  """`hydra.utils.instantiate` with the node's path in any error message."""
+def build(node: DictConfig, path: str, engine_keys: Sequence[str] = (), **supplied) -> Any:
+  """`hydra.utils.instantiate` with the node's path in any error message; `engine_keys` are left out."""
+  if engine_keys:
+    node = OmegaConf.masked_copy(node, [k for k in node.keys() if k not in engine_keys])
   try:
     return hydra.utils.instantiate(node, _convert_="all", **supplied)
   except hydra.errors.InstantiationException as e:

@@ -77,12 +77,43 @@ class LoggerConfig:
 
 
 @dataclasses.dataclass
+class AugmentConfig:
+  """Per-batch augmentation in the compiled training step (data/augment.py)."""
+  crop_padding: int = 0  # Pad by this many pixels, crop back at a random offset (0: none).
+  horizontal_flip: bool = False
+
+
+@dataclasses.dataclass
 class DatasetConfig:
   _target_: str = MISSING
   name: str = MISSING
   batch_size: int = 256
   scale: str = "unit"  # unit: pixels in [0, 1]; centered: [-0.5, 0.5].
   seed: int = 0
+  # Read by the trainer, not the loader: keep the training split on the device (true), stream it from the
+  # host (false), or decide by its size against the device's memory (auto).
+  on_device: str = "auto"
+  augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+
+
+# Keys of `dataset` the trainer reads itself (not passed to the loader).
+DATASET_ENGINE_KEYS = ("on_device", "augment")
+ENGINE_KEYS = {"dataset": DATASET_ENGINE_KEYS}
+
+
+@dataclasses.dataclass
+class TfdsConfig(DatasetConfig):
+  tfds_data_dir: Optional[str] = None
+  download: bool = False  # Let TFDS download and prepare it (needs a network).
+  train_split: str = "train"
+  test_split: str = "test"
+
+
+@dataclasses.dataclass
+class DSpritesConfig(DatasetConfig):
+  resolution: int = 64  # 64 (the original) or 32 (halved, for CPU work).
+  path: Optional[str] = None  # The original dsprites_ndarray_*.npz, read instead of drawing the shapes.
+  num_test: int = 10_000
 
 
 @dataclasses.dataclass
@@ -191,4 +222,6 @@ def register_schemas() -> None:
   cs.store(group="dataset", name="blocks_schema", node=BlocksConfig)
   cs.store(group="dataset", name="photo_patches_schema", node=PhotoPatchesConfig)
   cs.store(group="dataset", name="photo_colorize_schema", node=PhotoColorizeConfig)
+  cs.store(group="dataset", name="tfds_schema", node=TfdsConfig)
+  cs.store(group="dataset", name="dsprites_schema", node=DSpritesConfig)
   _registered = True

@@ -1,13 +1,13 @@
 """The in-memory data set every loader returns and the trainer places on device."""
 import dataclasses
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ae_research.errors import ConfigError
+from ae_research.errors import ConfigError, DataError
 
 SCALES = ("unit", "centered")
-LABEL_KINDS = ("class", "ordinal", "source")
+LABEL_KINDS = ("class", "ordinal", "source", "factors")
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 
 
@@ -15,13 +15,17 @@ DIGIT_NAMES = tuple(str(d) for d in range(10))
 class ArrayDataset:
   """Train and test splits as arrays: small data sets live whole on the device.
 
-  Each split maps "image" -> float32 (N, H, W, C), "label" -> int32 (N,), and, for
-  paired tasks such as colourisation, "target" -> float32 (N, H', W', C').
+  Each split maps "image" -> float32 (N, H, W, C) (a `storage.ScaledImages` for 8-bit data kept as
+  bytes), "label" -> int32 (N,), and, for paired tasks such as colourisation, "target" -> float32
+  (N, H', W', C'); data with ground-truth factors add "factors" -> int32 (N, K). Any other key
+  travels with the batch too.
 
   What the label means is declared: `label_kind` "class" (categories, named by
   `class_names`: probes, retrieval and class-coloured plots apply), "ordinal" (a quantity
-  such as a block's height: k-NN regression from the codes applies) or "source" (where an
-  example came from; plots only). `label_name` names it in metrics and figures.
+  such as a block's height: k-NN regression from the codes applies), "source" (where an
+  example came from; plots only) or "factors" (the label is one of the ground-truth factors,
+  `factor_names`/`factor_sizes`; `ground_truth` samples factors and renders their images, as the
+  disentanglement metrics need). `label_name` names it in metrics and figures.
   """
   name: str
   train: Dict[str, np.ndarray]
@@ -31,10 +35,20 @@ class ArrayDataset:
   scale: str = "unit"
   label_kind: str = "class"
   class_names: Optional[Sequence[str]] = None
+  factor_names: Optional[Sequence[str]] = None
+  factor_sizes: Optional[Sequence[int]] = None
+  ground_truth: Any = None  # A ground-truth sampler (metrics/ground_truth.py) when the factors form a grid.
 
   def __post_init__(self):
     if self.label_kind not in LABEL_KINDS:
       raise ValueError(f"label_kind={self.label_kind!r}: one of {LABEL_KINDS}")
+    if self.class_names is not None:
+      for split, arrays in (("train", self.train), ("test", self.test)):
+        labels = np.asarray(arrays["label"])
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(self.class_names)):
+          raise DataError(f"{self.name}: {split} labels span {labels.min()}..{labels.max()}, outside the "
+                          f"{len(self.class_names)} classes 0..{len(self.class_names) - 1}; the label file is corrupt "
+                          "or belongs to another data set")
     if self.batch_size <= 0:
       raise ConfigError(f"dataset.batch_size={self.batch_size}: must be a positive integer")
     if self.batch_size > self.num_train:
@@ -44,6 +58,10 @@ class ArrayDataset:
   @property
   def labels_are_classes(self) -> bool:
     return self.label_kind == "class"
+
+  @property
+  def has_factors(self) -> bool:
+    return "factors" in self.train and self.factor_sizes is not None
 
   @property
   def has_paired_targets(self) -> bool:

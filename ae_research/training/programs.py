@@ -24,13 +24,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ae_research.batched import batch_split, masked_mean, scan, scan_batches
 from ae_research.errors import ConfigError
 from ae_research.training import sharing as members_lib
-from ae_research.sharding import POPULATION_AXIS, member_sharded, put, put_replicated, replicated, to_host
+from ae_research.sharding import (DATA_AXIS, POPULATION_AXIS, member_sharded, put, put_replicated, replicated,
+                                  to_host)
 from ae_research.state import TrainState, step_key
-from ae_research.step import epoch_order, flatten_rows, gather, make_loss_fn, make_train_step
+from ae_research.step import constrain_batch, decode_batch, epoch_order, flatten_rows, gather, make_loss_fn, make_train_step
+from ae_research.training.stream import HostStream
 from ae_research.training.setup import Setup
 
 
@@ -39,6 +42,7 @@ from ae_research.training.setup import Setup
 # host sync, per greedy stage and fine-tuning: 15.2 / 12.0 / 26.5 s to compile one 50-step program,
 # 2.2 / 1.8 / 3.2 s for a 10-step one; 1495 / 501 / 358 vs 1425 / 600 / 405 samples/s).
 UNROLLED_STEPS = 10
+AUGMENT_STREAM = 7  # fold_in of a step's key that draws its augmentation (the key itself draws noise).
 
 
 class CannotShare(Exception):
@@ -77,8 +81,12 @@ class Programs:
     except ConfigError as e:
       raise CannotShare(str(e)) from None
     self.state_sharding = member_sharded(self.mesh) if self.stacked else replicated(self.mesh)
-    rows, self.shapes = flatten_rows(s0.data.train)
-    self.train = put_replicated(rows, self.mesh)
+    rows, self.layout = flatten_rows(s0.data.train)
+    # On the device the training rows are one replicated array per key; streamed, they stay on the host
+    # and each chunk gets its steps' batches (training/stream.py).
+    self.streamed = not s0.on_device
+    self.train = None if self.streamed else put_replicated(rows, self.mesh)
+    self._host_rows, self._stream = rows, None
     self.test = put_replicated(batch_split(s0.data.test, self.plan.eval_batch_size), self.mesh)
     self.hps = self._place({w: {p: v for p, v in paths.items()} for w, paths in self.varying.items()}, stacked_host=True)
     self.eval_rngs = self._place([np.asarray(jax.random.PRNGKey(seed + 1)) for seed in seeds])
@@ -123,9 +131,16 @@ class Programs:
     corruption = members_lib.with_values(self.s0.corruption, hp["corruption"])
     return make_loss_fn(self.s0.graphdef, objective, corruption, train, self.s0.data.num_train)
 
-  def _member_step(self, train, state, idx, hp):
+  def _member_step(self, train, state, rows, hp):
+    """One optimiser step of one member; `rows` are its batch's indices into `train` (on the device), or
+    the batch's stored rows themselves (streamed)."""
     step = make_train_step(self._loss_fn(hp), self.s0.tx, self.s0.update_mask)
-    return step(state, gather(train, idx, self.mesh, self.shapes), step_key(state.rng, state.step))
+    batch = gather(train, rows, self.mesh, self.layout) if train is not None else constrain_batch(
+        decode_batch(rows, self.layout), self.mesh)
+    key = step_key(state.rng, state.step)
+    if self.s0.augment is not None:
+      batch = self.s0.augment(jax.random.fold_in(key, AUGMENT_STREAM), batch)
+    return step(state, batch, key)
 
   def _evaluate_member(self, params, model_state, step, rng, hp, test):
     loss_fn = self._loss_fn(hp, train=False)  # The model's state is read, not updated.
@@ -140,10 +155,16 @@ class Programs:
     spe = self.plan.steps_per_epoch
 
     def run(states, orders, start, num_steps, train, hps):
-      member_step = self._members(lambda st, idx, hp: self._member_step(train, st, idx, hp), (0, 0, 0))
+      member_step = self._members(lambda st, rows, hp: self._member_step(train, st, rows, hp), (0, 0, 0))
+      # Streamed, the second argument is the chunk's batches ((steps, [K,] B, D) stored rows per key), not orders.
+      batches, orders = (orders, None) if self.streamed else (None, orders)
 
       def body(carry, i):
         states, orders = carry
+        if batches is not None:
+          states, metrics = member_step(states, {k: lax.dynamic_index_in_dim(v, i, keepdims=False)
+                                                 for k, v in batches.items()}, hps)
+          return (states, orders), metrics
         step = start + i  # Shared by all members: the epoch's redraw below is a real branch, not a select.
         epoch, pos = step // spe, step % spe
         if crosses_epochs:
@@ -164,7 +185,8 @@ class Programs:
       buffers = jax.tree.map(lambda x: jnp.zeros((length, *x.shape), x.dtype), shapes)
       return lax.fori_loop(0, num_steps, loop_body, ((states, orders), buffers))
 
-    return jax.jit(run, donate_argnums=(0, 1),
+    # The states, and the epoch orders they carry on the device (streamed batches are read, not carried).
+    return jax.jit(run, donate_argnums=(0,) if self.streamed else (0, 1),
                    out_shardings=((self.state_sharding, self.state_sharding), replicated(self.mesh)))
 
   def pieces(self, start: int, length: int) -> List[Tuple[int, int]]:
@@ -187,6 +209,9 @@ class Programs:
   def chunk_program(self, start: int, length: int, states, orders) -> Callable:
     """The compiled chunk that runs `length` steps from `start` (compiled ahead of time on first use; timed)."""
     key = (self.capacity(length), start % self.plan.steps_per_epoch + length > self.plan.steps_per_epoch)
+    if self.streamed:
+      key = (key[0], False)  # Streamed batches arrive whole: no epoch boundary inside the program.
+      orders = self.stream_inputs(key[0])
     if key not in self._chunks:
       t = time.perf_counter()
       try:
@@ -198,12 +223,27 @@ class Programs:
       self.compile_s += time.perf_counter() - t
     return self._chunks[key]
 
+  def stream_inputs(self, capacity: int):
+    """The abstract batches a streamed chunk of `capacity` steps takes (for lowering its program)."""
+    lead = (capacity, self.k) if self.stacked else (capacity,)
+    spec = P(None, POPULATION_AXIS, DATA_AXIS) if self.stacked else P(None, DATA_AXIS)
+    return {k: jax.ShapeDtypeStruct((*lead, self.plan.batch_size, v.shape[1]), v.dtype,
+                                    sharding=NamedSharding(self.mesh, spec)) for k, v in self._host_rows.items()}
+
+  def stream(self, states) -> HostStream:
+    """The host stream of a streamed run (built on first use: it needs the members' keys)."""
+    if self._stream is None:
+      # The keys are copied to the host: the state's own buffers are donated to the next chunk.
+      self._stream = HostStream(self._host_rows, self._order, to_host(states.rng), self.plan.steps_per_epoch,
+                                self.plan.total_steps, self.mesh, self.stacked)
+    return self._stream
+
   def run_chunk(self, states, orders, start: int, length: int):
     """(states, orders, metrics) after steps start..start+length; metrics (rows[, K]) stay on device
     (`per_member(metrics, axis=1)` fetches them), their first `length` rows the steps' (rolled, a
     shorter chunk than the run's longest leaves the rest zero: slicing on the device would
     compile a slice per length). `orders` must be those of `start`'s epoch unless `start` begins an
-    epoch (they are drawn here then)."""
+    epoch (they are drawn here then); streamed, the chunk's batches come from the host stream."""
     pieces = self.pieces(start, length)
     if len(pieces) > 1:
       outputs = []
@@ -211,14 +251,21 @@ class Programs:
         states, orders, metrics = self.run_chunk(states, orders, first, n)
         outputs.append(metrics)
       return states, orders, jax.tree.map(lambda *m: jnp.concatenate(m), *outputs)
+    program = self.chunk_program(start, length, states, orders)
+    if self.streamed:
+      capacity = self.capacity(length)
+      batches = self.stream(states).batches(start, capacity, used=length)
+      (states, _), metrics = program(states, batches, jnp.int32(start), jnp.int32(length), self.train, self.hps)
+      return states, orders, metrics
     if start % self.plan.steps_per_epoch == 0:
       orders = self.orders(states, start)
-    (states, orders), metrics = self.chunk_program(start, length, states, orders)(
-        states, orders, jnp.int32(start), jnp.int32(length), self.train, self.hps)
+    (states, orders), metrics = program(states, orders, jnp.int32(start), jnp.int32(length), self.train, self.hps)
     return states, orders, metrics
 
   def orders(self, states: TrainState, step: int):
-    """The epoch order of the epoch that step `step` lies in."""
+    """The epoch order of the epoch that step `step` lies in (streamed runs order on the host: none)."""
+    if self.streamed:
+      return None
     return self._order(states.rng, jnp.int32(step // self.plan.steps_per_epoch))
 
   def compile_evaluate(self, states: TrainState) -> None:

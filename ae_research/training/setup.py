@@ -15,6 +15,9 @@ from jax.sharding import Mesh
 from omegaconf import DictConfig, OmegaConf
 
 from ae_research.config import build, validate_config
+from ae_research.config.schema import DATASET_ENGINE_KEYS
+from ae_research.data.augment import Augment
+from ae_research.data.storage import storage_bytes
 from ae_research.errors import ConfigError
 from ae_research.evaluation import base as evaluation
 from ae_research.models.base import Model, has_convolutions
@@ -24,6 +27,7 @@ from ae_research.optim import with_param_groups
 from ae_research.sharding import check_divisible, make_mesh
 from ae_research.state import DEFAULT_GROUP, split_model
 from ae_research.step import make_loss_fn
+from ae_research.training.stream import fits_on_device
 
 # Constructor arguments the engine supplies (derived from the data or the schedule).
 SUPPLIED = {"model": ("input_shape", "rngs"), "optimizer": ("total_steps",), "param_groups": ("total_steps",)}
@@ -73,6 +77,8 @@ class Setup:
   unroll: bool = False  # Compile loops unrolled (see TrainerConfig.scan_unroll).
   aux_shapes: Dict[str, Tuple[int, ...]] = dataclasses.field(default_factory=dict)  # The training call's aux arrays.
   evaluators: Sequence[Any] = ()  # What the end-of-run evaluation runs (evaluation/base.py).
+  on_device: bool = True  # The training split lives on the device (else it streams from the host).
+  augment: Optional[Any] = None  # data/augment.Augment applied to each training batch, or None.
 
   def loss_fn(self, train: bool = True):
     return make_loss_fn(self.graphdef, self.objective, self.corruption, train, self.data.num_train)
@@ -107,7 +113,7 @@ def _model_init(model_yaml: str, task_yaml: str, input_shape: Tuple[int, ...], n
 
 def prepare_data(cfg: DictConfig):
   """The run's data set: built from `dataset`, with only `task.labelled` labelled examples if asked."""
-  data = build(cfg.dataset, "dataset")
+  data = build(cfg.dataset, "dataset", engine_keys=DATASET_ENGINE_KEYS)
   task = cfg.task
   if task.name == "classify" and task.labelled is not None and task.labelled != data.num_train:
     data = data.labelled_subset(task.labelled, task.labelled_per_class, task.labelled_seed)
@@ -146,6 +152,11 @@ def setup(cfg: DictConfig, devices: Any = None, data: Any = None, mesh: Optional
   validate_config(cfg, SUPPLIED)
   tcfg = cfg.trainer
   check_trainer(tcfg)
+  if not 0 <= cfg.seed < 2 ** 32:
+    raise ConfigError(f"seed={cfg.seed}: must be an integer in 0..2**32-1 (it seeds jax.random.PRNGKey)")
+  placement = str(cfg.dataset.get("on_device", "auto")).lower()
+  if placement not in ("auto", "true", "false"):
+    raise ConfigError(f"dataset.on_device={cfg.dataset.on_device!r}: choose auto, true or false")
   if cfg.task.name not in TASKS:
     raise ConfigError(f"task.name={cfg.task.name!r}: choose one of {', '.join(TASKS)}")
   if cfg.task.name == "classify" and cfg.task.get("objective") is None:
@@ -175,8 +186,14 @@ def setup(cfg: DictConfig, devices: Any = None, data: Any = None, mesh: Optional
   _check_code_size(model, objective, corruption, data, aux_shapes)
   unroll = tcfg.scan_unroll == "full" or (tcfg.scan_unroll == "auto" and jax.default_backend() == "cpu"
                                           and has_convolutions(model))
+  augment = Augment(**cfg.dataset.augment) if cfg.dataset.get("augment") else None
+  if augment is not None and augment.active:
+    augment.check(data.image_shape, data.target_shape)
+  train_bytes = sum(storage_bytes(v) for v in data.train.values())
+  on_device = placement == "true" or (placement == "auto" and fits_on_device(train_bytes))
   s = Setup(data, mesh, plan, model, graphdef, params, objective, tx, model_state, corruption,
-            model.update_mask(params), unroll, aux_shapes)
+            model.update_mask(params), unroll, aux_shapes, on_device=on_device,
+            augment=augment if augment is not None and augment.active else None)
   if cfg.evaluation.enabled:  # Checked before training: a run never fails at its end for a config reason.
     s.evaluators = evaluation.resolve(cfg.evaluation, s, build)
   return s
