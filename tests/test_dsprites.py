@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ae_research.data import dsprites, dsprites_render
-from ae_research.data.dsprites import (FACTOR_SIZES, DSpritesSampler, factor_grid, factor_index, load_dsprites,
+from ae_research.data.dsprites import (FACTOR_SIZES, dsprites_sampler, factor_grid, factor_index, load_dsprites,
                                        load_dsprites_arrays)
 from ae_research.data.dsprites_render import render, render_values
 from ae_research.errors import DataError
@@ -222,7 +222,7 @@ def test_bad_original_file_is_a_one_line_data_error(tmp_path, fault):
 
 def test_sampler_observations_are_the_grid_images(cached32):
   _, images = cached32
-  sampler = DSpritesSampler(images)
+  sampler = dsprites_sampler(images)
   assert sampler.factor_sizes == FACTOR_SIZES and len(sampler.factor_names) == 5
   factors = sampler.sample_factors(400, np.random.default_rng(1))
   assert factors.shape == (400, 5) and factors.dtype == np.int32
@@ -238,10 +238,10 @@ def test_sampler_accepts_rows_in_any_order_and_needs_every_combination():
   perm = np.random.default_rng(2).permutation(N)
   # One-pixel "images" holding their grid row number, shuffled with their factors.
   images = np.arange(N, dtype=np.float64).reshape(N, 1, 1)[perm]
-  sampler = DSpritesSampler(images, factors=grid[perm])
+  sampler = dsprites_sampler(images, factors=grid[perm])
   factors = sampler.sample_factors(100, np.random.default_rng(0))
   np.testing.assert_array_equal(sampler.observations(factors)[:, 0, 0, 0], factor_index(factors))
   with pytest.raises(DataError):
-    DSpritesSampler(images[:10])
+    dsprites_sampler(images[:10])
   with pytest.raises(DataError):
-    DSpritesSampler(images, factors=np.concatenate([grid[:-1], grid[:1]]))
+    dsprites_sampler(images, factors=np.concatenate([grid[:-1], grid[:1]]))

@@ -23,8 +23,9 @@ from ae_research.data.dataset import SCALES, ArrayDataset, scale_pixels
 from ae_research.data.dsprites_render import FACTOR_NAMES, FACTOR_SIZES, SHAPE_NAMES, render
 from ae_research.data.storage import ScaledImages
 from ae_research.errors import ConfigError, DataError
+from ae_research.metrics.ground_truth import ArraySampler
 
-__all__ = ["FACTOR_NAMES", "FACTOR_SIZES", "SHAPE_NAMES", "VERSION", "DSpritesSampler", "factor_grid",
+__all__ = ["FACTOR_NAMES", "FACTOR_SIZES", "SHAPE_NAMES", "VERSION", "dsprites_sampler", "factor_grid",
            "factor_index", "dsprites_images", "load_dsprites", "load_dsprites_arrays", "read_original"]
 
 log = logging.getLogger("ae_research")
@@ -206,43 +207,18 @@ def load_dsprites(name: str, batch_size: int, scale: str = "unit", seed: int = 0
   return ArrayDataset(name=name, train=splits[0], test=splits[1], batch_size=batch_size, label_name="shape",
                       label_kind="factors", scale=scale, class_names=SHAPE_NAMES, factor_names=FACTOR_NAMES,
                       factor_sizes=FACTOR_SIZES,
-                      ground_truth=DSpritesSampler(images, factors, scale) if len(images) == NUM_IMAGES else None)
+                      ground_truth=dsprites_sampler(images, factors, scale) if len(images) == NUM_IMAGES else None)
 
 
-class DSpritesSampler:
-  """Ground truth for disentanglement metrics: uniform factor samples and their images.
-
-  `images` hold every factor combination once, (737280, R, R), in `factor_grid()` order unless
-  `factors` (737280, 5) gives each row's combination. Observations come back float32 (n, R, R, 1)
-  in `scale` ("unit": [0, 1], or "centered").
-  """
-
-  def __init__(self, images: np.ndarray, factors: Optional[np.ndarray] = None, scale: str = "unit"):
-    self.factor_names, self.factor_sizes = FACTOR_NAMES, FACTOR_SIZES
-    if scale not in SCALES:
-      raise ConfigError(f"DSpritesSampler scale={scale!r}: must be one of {', '.join(SCALES)}")
-    if len(images) != NUM_IMAGES:
-      raise DataError(f"DSpritesSampler needs all {NUM_IMAGES} dSprites images, got {len(images)}")
-    self.images, self.scale = images, scale
-    self._rows = None  # Row of each mixed-radix index; None when they are the same (grid order).
-    if factors is not None:
-      index = factor_index(factors)
-      if not np.array_equal(index, np.arange(NUM_IMAGES)):
-        if np.bincount(index, minlength=NUM_IMAGES).max() != 1:
-          raise DataError("DSpritesSampler: the factors do not hold every combination exactly once")
-        self._rows = np.empty(NUM_IMAGES, np.int64)
-        self._rows[index] = np.arange(NUM_IMAGES)
-
-  @classmethod
-  def load(cls, resolution: int = 64, path: Optional[str] = None, scale: str = "unit") -> "DSpritesSampler":
-    return cls(*load_dsprites_arrays(resolution, path), scale=scale)
-
-  def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
-    """int32 (n, 5): each factor uniform over its values, independently."""
-    return np.stack([rng.integers(0, size, n) for size in self.factor_sizes], axis=1).astype(np.int32)
-
-  def observations(self, factors: np.ndarray) -> np.ndarray:
-    """float32 (n, R, R, 1) images of factor combinations (n, 5)."""
-    index = factor_index(factors)
-    rows = index if self._rows is None else self._rows[index]
-    return scale_pixels(self.images[rows], self.scale, max_value=1.0)[..., None]
+def dsprites_sampler(images: np.ndarray, factors: Optional[np.ndarray] = None, scale: str = "unit") -> ArraySampler:
+  """Ground truth for the disentanglement metrics: uniform factor samples and their images, float32
+  (n, R, R, 1) in `scale`. `images` hold every factor combination once ((737280, R, R) bytes, rows in
+  `factor_grid()` order unless `factors` gives each row's combination)."""
+  if scale not in SCALES:
+    raise ConfigError(f"dsprites_sampler scale={scale!r}: must be one of {', '.join(SCALES)}")
+  pixels = images[..., None]
+  observations = ScaledImages(pixels, 1.0, scale) if pixels.dtype == np.uint8 else pixels
+  try:
+    return ArraySampler(observations, factor_grid() if factors is None else factors, FACTOR_SIZES, FACTOR_NAMES)
+  except ValueError as e:
+    raise DataError(f"dSprites ground truth: {e}") from None

@@ -6,7 +6,8 @@
   with `sample`, `log_prob` and `kl`;
 - `bounds`: the ELBO and the importance-weighted bound;
 - `divergences`: MMD, total-correlation estimators, DIP-VAE's moment penalties;
-- `disentanglement`: MIG, DCI, SAP, FactorVAE and βVAE scores, modularity, active units;
+- `disentanglement`: MIG, DCI, SAP, modularity; `ground_truth`: the FactorVAE and βVAE scores, which sample
+  their own batches from a ground-truth sampler; `codes`: active units, Gaussian total correlation;
 - `sample_quality`: FID, KID, precision/recall, density/coverage on feature vectors.
 
 Everything here is a pure function of arrays (jit-able unless its docstring says otherwise): no
