@@ -51,3 +51,22 @@ def filter_grid(kernel: np.ndarray, input_shape, path: str, max_filters: int = 1
   ax.axis("off")
   ax.set_title(title or f"{len(images)} first-layer filters (each normalised)")
   return save_figure(fig, path)
+
+
+def labelled_grid(images: np.ndarray, rows: int, cols: int, path: str, value_range=(0.0, 1.0), title: str = "",
+                  row_labels=None, col_labels=None) -> str:
+  """`images` (rows * cols, H, W, C), row-major, as one mosaic with optional row and column labels
+  (prior samples, latent traversals, interpolations)."""
+  images = to_displayable(images, value_range)
+  h, w = images.shape[1:3]
+  mosaic = tile(images, rows, cols)
+  fig, ax = plt.subplots(figsize=(min(0.55 * cols + 1.2, 14), min(0.55 * rows * h / w + 0.8, 14)))
+  ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+  ax.set_xticks([c * (w + 1) + w / 2 for c in range(cols)] if col_labels is not None else [])
+  ax.set_yticks([r * (h + 1) + h / 2 for r in range(rows)] if row_labels is not None else [])
+  if col_labels is not None:
+    ax.set_xticklabels(col_labels, fontsize=7)
+  if row_labels is not None:
+    ax.set_yticklabels(row_labels, fontsize=7)
+  ax.tick_params(length=0)
+  return save_figure(fig, path, title)
