@@ -9,7 +9,7 @@ import dataclasses
 import inspect
 import types
 import typing
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import hydra.errors
 import hydra.utils
@@ -122,8 +122,10 @@ def validate_config(cfg: DictConfig, supplied: Mapping[str, Sequence[str]] = Non
   walk("config", cfg, "")
 
 
-def build(node: DictConfig, path: str, engine_keys: Sequence[str] = (), **supplied) -> Any:
-  """`hydra.utils.instantiate` with the node's path in any error message; `engine_keys` are left out."""
+def build(node: DictConfig, path: str, engine_keys: Optional[Sequence[str]] = None, **supplied) -> Any:
+  """`hydra.utils.instantiate` with the node's path in any error message; `engine_keys` (by default the
+  group's ENGINE_KEYS, e.g. `dataset.on_device`) are left out: the engine reads them, not the target."""
+  engine_keys = ENGINE_KEYS.get(path, ()) if engine_keys is None else engine_keys
   if engine_keys:
     node = OmegaConf.masked_copy(node, [k for k in node.keys() if k not in engine_keys])
   try:

@@ -15,6 +15,7 @@ from ae_research.models.capabilities import Generative, Quantised, Reconstructs,
 class PriorSamples(Evaluator):
   """A rows x cols grid of decoded samples of the model's prior (samples.png)."""
   needs = (Generative,)
+  in_default = False  # A figure to ask for: it costs a decode per run.
 
   def __init__(self, rows: int = 8, cols: int = 8):
     self.rows, self.cols = rows, cols
@@ -53,6 +54,7 @@ class Traversals(Evaluator):
   dimensions (by KL, or by variance) swept from -3 sigma to +3 sigma in `steps` steps (sigma: the prior's
   for a generative model, the dimension's spread over the test codes otherwise), the others fixed."""
   needs = (Reconstructs,)
+  in_default = False
 
   def __init__(self, dims: int = 10, steps: int = 11, example: int = 0):
     self.dims, self.steps, self.example = dims, steps, example
@@ -88,6 +90,7 @@ class Interpolations(Evaluator):
   """Linear interpolations in code space between `pairs` pairs of test examples, `steps` steps each
   (interpolations.png): the end columns are the pair's own reconstructions."""
   needs = (Reconstructs,)
+  in_default = False
 
   def __init__(self, pairs: int = 6, steps: int = 10):
     self.pairs, self.steps = pairs, steps
