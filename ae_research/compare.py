@@ -12,7 +12,10 @@ for one sweep directory, else `./comparison`):
   curves.png      train and eval loss curves of every run, coloured by group
 
 Every multirun also writes this into its sweep directory when it ends (the Hydra callback
-below, configured in conf/config.yaml).
+below, configured in conf/config.yaml). Jobs of a sweep that failed (`run_dir/failures.py`)
+are listed with their status and reason in runs.csv and comparison.md; the multirun then
+exits non-zero. A run's config is its config.yaml with its resumes' changes applied
+(`run_dir/record.py`); an unreadable summary.json, eval.json or config.yaml is a one-line error.
 """
 import argparse
 import csv
@@ -22,11 +25,13 @@ import statistics
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from ae_research.config.flatten import differing_keys, flatten_config
-from ae_research.run_dir import read_json
+from ae_research.errors import DataError, UserError
+from ae_research.run_dir import check_writable, failures, read_json, record
 from ae_research.writers.jsonl import read_jsonl
 
 # Never what distinguishes one setting from another.
@@ -46,15 +51,25 @@ def find_runs(paths: Sequence[str]) -> List[str]:
   return sorted(set(runs))
 
 
+def _read(run_dir: str, name: str, read):
+  try:
+    return read(os.path.join(run_dir, name))
+  except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: JSONDecodeError.
+    why = str(e).splitlines()[0][:120] if str(e) else repr(e)
+    raise DataError(f"{os.path.join(run_dir, name)} cannot be read ({why}); re-run that run with trainer.resume=true to "
+                    "rewrite it, or leave its directory out") from None
+
+
 def load_runs(run_dirs: Sequence[str]) -> List[Dict[str, Any]]:
   """[{"dir", "config" (flat), "metrics" (summary + eval, numbers only), "history"}]."""
   runs = []
   for d in run_dirs:
-    metrics = {**read_json(os.path.join(d, "summary.json")), **read_json(os.path.join(d, "eval.json"))}
-    runs.append({"dir": d, "config": flatten_config(OmegaConf.to_container(OmegaConf.load(os.path.join(d, "config.yaml")))),
+    metrics = {**_read(d, "summary.json", read_json), **_read(d, "eval.json", read_json)}
+    cfg = _read(d, "config.yaml", lambda _: record.effective_config(d))
+    runs.append({"dir": d, "config": flatten_config(OmegaConf.to_container(cfg)), "status": "finished", "error": "",
                  "metrics": {k: v for k, v in metrics.items()
                              if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None},
-                 "history": read_jsonl(os.path.join(d, "metrics.jsonl"))})
+                 "history": _read(d, "metrics.jsonl", lambda p: read_jsonl(p) if os.path.exists(p) else [])})
   return runs
 
 
@@ -106,24 +121,36 @@ def _plot_curves(runs: List[Dict[str, Any]], path: str) -> None:
   save_figure(fig, path, dpi=110, rect=(0, 0.06 * (1 + (len(labels) - 1) // 3), 1, 1))
 
 
+def _failed_section(failed: List[Dict[str, Any]]) -> str:
+  lines = [f"\n## Failed jobs ({len(failed)})\n", "| job | status | run_dir | reason |", "|---|---|---|---|"]
+  lines += [f"| {f.get('job')} | failed | {f.get('run_dir')} | {str(f.get('error')).replace('|', '/')} |"
+            for f in failed]
+  return "\n".join(lines) + "\n"
+
+
 def compare(paths: Sequence[str], out: Optional[str] = None, metrics: Sequence[str] = ()) -> Optional[str]:
-  """Writes the comparison of the runs under `paths` into `out`; returns `out` (None: no runs)."""
+  """Writes the comparison of the runs under `paths` (and the failed jobs recorded there) into `out`;
+  returns `out` (None: neither runs nor failures)."""
   run_dirs = find_runs(paths)
-  if not run_dirs:
+  failed = [f for p in paths for f in failures.read(p)]
+  if not run_dirs and not failed:
     return None
   out = out or (os.path.join(paths[0], "comparison") if len(paths) == 1 else "comparison")
+  runs = load_runs(run_dirs)  # Before anything is written: an unreadable run stops here.
   os.makedirs(out, exist_ok=True)
-  runs = load_runs(run_dirs)
   groups = group_runs(runs)
   aggregates = {label: aggregate(members) for label, members in groups.items()}
   varying = sorted({k for k in differing_keys([r["config"] for r in runs]) if not k.startswith(("logger.",))})
   metric_keys = sorted(set().union(*(r["metrics"] for r in runs)))
   with open(os.path.join(out, "runs.csv"), "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["run_dir", "group", *varying, *metric_keys])
+    w.writerow(["run_dir", "group", "status", "error", *varying, *metric_keys])
     for r in runs:
-      w.writerow([r["dir"], r["group"], *(r["config"].get(k) for k in varying),
+      w.writerow([r["dir"], r["group"], r["status"], r["error"], *(r["config"].get(k) for k in varying),
                   *(r["metrics"].get(k, "") for k in metric_keys)])
+    for fail in failed:
+      w.writerow([fail.get("run_dir"), " ".join(fail.get("overrides", [])), "failed", fail.get("error"),
+                  *([""] * (len(varying) + len(metric_keys)))])
   with open(os.path.join(out, "groups.csv"), "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["group", "metric", "n", "mean", "std", "min", "max"])
@@ -137,18 +164,52 @@ def compare(paths: Sequence[str], out: Optional[str] = None, metrics: Sequence[s
     f.write(f"# Comparison of {len(runs)} runs in {len(groups)} groups\n\nMean ± std over each group's runs "
             f"(seeds). Per-run values: runs.csv; every metric: groups.csv.\n\n")
     f.write(_markdown(aggregates, headline))
+    if failed:
+      f.write(_failed_section(failed))
     f.write("\n![curves](curves.png)\n")
-  _plot_curves(runs, os.path.join(out, "curves.png"))
+  if runs:
+    _plot_curves(runs, os.path.join(out, "curves.png"))
   return out
 
 
 class CompareCallback(Callback):
-  """Writes `<sweep dir>/comparison/` when a multirun ends (any launcher or sweeper)."""
+  """Writes `<sweep dir>/comparison/` when a multirun ends (any launcher or sweeper), and ends the
+  multirun with a non-zero exit status when some of its jobs failed.
+
+  Being the app's callback (conf/config.yaml), it also checks that a run's or sweep's directory
+  can be written before Hydra writes to it: Hydra's own failure there is a traceback.
+  """
+
+  @staticmethod
+  def _writable(directory: str) -> None:
+    try:
+      check_writable(directory)
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+
+  def on_run_start(self, config, **kwargs) -> None:
+    self._writable(str(config.hydra.run.dir))
+
+  def on_multirun_start(self, config, **kwargs) -> None:
+    self._writable(str(config.hydra.sweep.dir))
+    failures.clear(str(config.hydra.sweep.dir))  # This multirun's failures only.
 
   def on_multirun_end(self, config, **kwargs) -> None:
-    out = compare([str(config.hydra.sweep.dir)])
+    sweep_dir = str(config.hydra.sweep.dir)
+    try:
+      out = compare([sweep_dir])
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
     if out:
       print(f"comparison of the sweep's runs: {out}/comparison.md")
+    failed = failures.read(sweep_dir)
+    if failed:
+      first = failed[0]
+      print(f"error: {len(failed)} job(s) of the sweep failed (job #{first.get('job')}: {first.get('error')}); "
+            f"{out}/comparison.md lists them; fix them and re-run the sweep with trainer.resume=true", file=sys.stderr)
+      sys.exit(2)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -160,7 +221,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   missing = [p for p in args.paths if not os.path.isdir(p)]
   if missing:
     sys.exit(f"error: not a directory: {', '.join(missing)}; pass run or sweep directories")
-  out = compare(args.paths, args.out, args.metrics)
+  try:
+    out = compare(args.paths, args.out, args.metrics)
+  except UserError as e:
+    sys.exit(f"error: {e}")
   if out is None:
     sys.exit(f"error: no finished runs (config.yaml + summary.json) under {', '.join(args.paths)}")
   print(f"wrote {out}/comparison.md, runs.csv, groups.csv, groups.json, curves.png")

@@ -3,6 +3,11 @@
 The CLI prints these without a traceback (see `ae_research.train.main`); anything else
 is a bug and keeps its traceback.
 """
+import errno
+from typing import Optional
+
+# A write the environment refused: a full disk or quota, a read-only file system, no permission, an I/O error.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTDIR)
 
 
 class UserError(Exception):
@@ -22,7 +27,15 @@ class NonFiniteLossError(UserError):
 
 
 class CheckpointError(UserError):
-  """A checkpoint cannot be restored into the current configuration."""
+  """A checkpoint cannot be restored into the current configuration, or none is intact."""
+
+
+class RunInUseError(UserError):
+  """Another live process holds the run directory's lock."""
+
+
+class OutputError(UserError):
+  """A file of the run cannot be written (disk full, read-only file system, no permission)."""
 
 
 class Interrupted(UserError):
@@ -31,3 +44,14 @@ class Interrupted(UserError):
   def __init__(self, message: str, signum: int):
     super().__init__(message)
     self.exit_code = 128 + signum  # The shell's convention for "killed by signal N".
+
+
+def write_error(e: Optional[BaseException]) -> Optional[OSError]:
+  """The OSError of a refused write (see WRITE_ERRNOS) that `e` is or was raised from, else None (a bug)."""
+  for _ in range(10):  # Libraries (orbax) wrap I/O errors in their own types.
+    if e is None:
+      return None
+    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+      return e
+    e = e.__cause__ or e.__context__
+  return None

@@ -2,14 +2,15 @@
 
 Writes eval.json and figures/ into the run directory, and logs them to the run's W&B run
 when it had one. Overrides use the run config's dotted keys (e.g. evaluation.likelihood.samples=500, or
-'evaluation.evaluators=[reconstruction,likelihood]' to run a subset).
+'evaluation.evaluators=[reconstruction,likelihood]' to run a subset). A checkpoint whose
+parameters hold NaN or inf (a run that diverged) is refused: every metric would be NaN.
 """
 import os
 import sys
 
 from omegaconf import OmegaConf
 
-from ae_research.errors import ConfigError, UserError
+from ae_research.errors import CheckpointError, ConfigError, OutputError, UserError, write_error
 from ae_research.process import freeze_collector_at_exit
 
 
@@ -19,9 +20,14 @@ def evaluate_run(run_dir: str, overrides=()) -> dict:
   from ae_research.evaluation.evaluate import evaluate_and_draw  # pylint: disable=g-import-not-at-top
   from ae_research.training.saved import load_run  # pylint: disable=g-import-not-at-top
   from ae_research.writers import WandbWriter, resolve_mode  # pylint: disable=g-import-not-at-top
+  from ae_research.checkpoint import all_finite  # pylint: disable=g-import-not-at-top
   run = load_run(run_dir)
   cfg = OmegaConf.merge(run.cfg, OmegaConf.from_dotlist(list(overrides)))
   step = int(run.state.step)
+  if not all_finite(run.variables):
+    raise CheckpointError(f"{run_dir}: the parameters of its checkpoint (step {step}) hold NaN or inf values, so "
+                          "every metric would be NaN; the run diverged: train it again with a lower "
+                          "optimizer.learning_rate")
   evaluators = evaluation.resolve(cfg.evaluation, run.setup, build)  # As the overrides choose them.
   metrics, figures = evaluate_and_draw(cfg, run.setup, run.variables, run_dir, step, evaluators=evaluators)
   wb = cfg.logger.wandb
@@ -43,7 +49,13 @@ def main(argv=None) -> None:
   try:
     if len(run_dirs) != 1 or any("=" not in a for a in overrides):
       raise ConfigError("usage: ae-eval run_dir=PATH [evaluation.KEY=VALUE ...]")
-    metrics = evaluate_run(run_dirs[0], overrides)
+    try:
+      metrics = evaluate_run(run_dirs[0], overrides)
+    except OSError as e:  # eval.json or a figure the disk refused.
+      if write_error(e) is None:
+        raise
+      raise OutputError(f"cannot write {e.filename or run_dirs[0]} ({e.strerror}); free space or fix the "
+                        "permissions, then run ae-eval again") from None
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -18,6 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 from ae_research import train_and_evaluate
 from ae_research.errors import UserError
 
+pytestmark = pytest.mark.slow  # Whole training runs: `make test-quick` leaves them out.
+
 BASE = ["trainer.max_steps=5", "evaluation.enabled=false", "trainer.figures=false"]
 
 
@@ -65,7 +67,12 @@ CASES = [
     ("unwritable output directory", [], "cannot write to the run directory", "{tmp}/a_file/run"),
     ("W&B misconfigured", ["logger.wandb.mode=sometimes"], "logger.wandb.mode='sometimes'", None),
     ("W&B online without a key", ["logger.wandb.mode=online"], "no W&B API key", None),
-    ("resume with a changed shape", ["model.hidden=[16]"], "does not fit the current config", None),
+    ("resume with a changed shape", ["model.hidden=[16]"], "trainer.resume=true with a changed config (model.hidden", None),
+    ("resume with a changed activation", ["model.activation=tanh"], "changed config (model.activation: relu → tanh)",
+     None),
+    ("resume with another seed", ["seed=1"], "changed config (seed: 0 → 1)", None),
+    ("resume with another data scale", ["dataset.scale=unit"], "changed config (dataset.scale: centered → unit)", None),
+    ("resume with fewer steps than done", ["trainer.max_steps=2"], "the run already has 1 epoch (5 steps)", None),
     ("scan_unroll typo", ["trainer.scan_unroll=partly"], "trainer.scan_unroll='partly'", None),
     ("init_from without a checkpoint", ["trainer.init_from={tmp}"], "no checkpoint there", "{tmp}/fresh"),
     ("distributed half configured", ["trainer.distributed.enabled=true",

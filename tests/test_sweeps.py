@@ -1,4 +1,5 @@
 """Sweeps from the command line: basic, joblib and optuna; populations; resume; W&B sweep YAML."""
+import csv
 import json
 import os
 import subprocess
@@ -10,13 +11,19 @@ from omegaconf import OmegaConf
 
 from ae_research.wandb_sweep import main as wandb_sweep_main
 
+pytestmark = pytest.mark.slow  # Subprocesses and end-to-end runs: `make test-quick` leaves them out.
+
 SMALL = ["dataset=digits", "trainer.max_steps=8", "trainer.log_every_steps=4", "logger.progress=false",
          "evaluation.enabled=false", "logger.wandb.mode=disabled"]
 
 
+def _run(sweep_dir, *overrides):
+  return subprocess.run([sys.executable, "-m", "ae_research.train", "-m", *overrides, *SMALL,
+                         f"hydra.sweep.dir={sweep_dir}"], capture_output=True, text=True, timeout=600)
+
+
 def _multirun(sweep_dir, *overrides):
-  result = subprocess.run([sys.executable, "-m", "ae_research.train", "-m", *overrides, *SMALL,
-                           f"hydra.sweep.dir={sweep_dir}"], capture_output=True, text=True, timeout=600)
+  result = _run(sweep_dir, *overrides)
   assert result.returncode == 0, result.stderr[-3000:]
   return result
 
@@ -41,6 +48,48 @@ def test_basic_multirun_groups_compares_and_resumes(tmp_path):
   assert out.stdout.count("already finished") == 3, out.stdout
   assert (sweep / "0" / "summary.json").stat().st_mtime_ns == before
   assert json.load(open(sweep / "3" / "summary.json"))["step"] == 8
+
+
+def _errors(result):
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  return [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+
+
+def test_a_bad_job_fails_alone_and_a_changed_sweep_reuses_nothing(tmp_path):
+  sweep = tmp_path / "sweep"
+  result = _run(sweep, "model.latent_dim=2,0,3")
+  assert result.returncode == 2, result.stderr[-3000:]
+  errors = _errors(result)
+  assert len(errors) == 2 and errors[0].startswith("error: job #1 (") and "latent_dim and hidden sizes must be positive" in errors[0], errors
+  assert errors[1].startswith("error: 1 job(s) of the sweep failed (job #1: "), errors
+  assert [json.load(open(sweep / str(i) / "summary.json"))["step"] for i in (0, 2)] == [8, 8]
+  assert not (sweep / "1" / "summary.json").exists()
+  table = (sweep / "comparison" / "comparison.md").read_text()
+  assert "## Failed jobs (1)" in table and "| 1 | failed |" in table and "must be positive" in table
+  assert "model.latent_dim=2 | 1 |" in table and "model.latent_dim=3 | 1 |" in table
+  rows = list(csv.DictReader(open(sweep / "comparison" / "runs.csv")))
+  assert sorted(r["status"] for r in rows) == ["failed", "finished", "finished"]
+  # The same sweep directory with another learning rate: the finished jobs are refused, not reused.
+  before = (sweep / "0" / "summary.json").read_bytes()
+  result = _run(sweep, "model.latent_dim=2,0,3", "optimizer.learning_rate=0.3", "trainer.resume=true")
+  assert result.returncode == 2 and "already finished" not in result.stdout
+  errors = _errors(result)
+  assert sum("already holds a finished run of a different config (optimizer.learning_rate: 0.001 → 0.3)" in e
+             for e in errors if e.startswith("error: job #")) == 2, errors
+  assert (sweep / "0" / "summary.json").read_bytes() == before
+  assert len(os.listdir(sweep / "failed_jobs")) == 3
+
+
+def test_a_population_member_that_diverges_fails_alone(tmp_path):
+  sweep = tmp_path / "sweep"
+  result = _run(sweep, "population=on", "optimizer.learning_rate=0.001,1e39")
+  assert result.returncode == 2, result.stderr[-3000:]
+  errors = _errors(result)
+  assert errors[0].startswith("error: job #1 (") and "training loss became nan" in errors[0], errors
+  assert "population of 2 members in one program" in result.stdout + result.stderr
+  assert json.load(open(sweep / "0" / "summary.json"))["step"] == 8 and not (sweep / "1" / "summary.json").exists()
+  table = (sweep / "comparison" / "comparison.md").read_text()
+  assert "| 1 | failed |" in table and "training loss became nan" in table
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):

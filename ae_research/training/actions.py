@@ -52,13 +52,19 @@ class Checkpoint(PeriodicAction):
 
 class StopOnSignal:
   """Turns SIGTERM/SIGINT into a flag checked after each chunk; when set, `on_stop(signal name, step)`
-  runs (it saves and raises `Interrupted`). A second signal stops at once."""
+  runs (it saves and raises `Interrupted`).
+
+  A second signal stops at once, and so does any signal once `nothing_to_save` is set (the final
+  evaluation: training and its checkpoints are done): the handler raises the exception
+  `stop_now(signal name)` returns (an `Interrupted` whose line says what is kept and how to go on).
+  """
 
   SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-  def __init__(self, on_stop: Callable[[str, int], None]):
-    self.on_stop = on_stop
+  def __init__(self, on_stop: Callable[[str, int], None], stop_now: Callable[[str], BaseException]):
+    self.on_stop, self.stop_now = on_stop, stop_now
     self.received: Optional[int] = None
+    self.nothing_to_save = False
     self._previous = {}
 
   def __enter__(self):
@@ -69,8 +75,9 @@ class StopOnSignal:
 
   def _handle(self, signum, frame):
     del frame
-    if self.received is not None:
-      raise KeyboardInterrupt
+    if self.received is not None or self.nothing_to_save:
+      self.received = signum
+      raise self.stop_now(signal.Signals(signum).name)
     self.received = signum
 
   def __exit__(self, *exc):

@@ -31,26 +31,27 @@ from ae_research.training.members import (Member, build_setups, close, open_run_
                                           start_runtime)
 from ae_research.training.programs import Programs
 from ae_research.training.setup import Setup
-from ae_research.training.summary import final_evaluation, run_summary, seconds_to_first_step
+from ae_research.training.summary import final_evaluation, periodic_metrics, run_summary, seconds_to_first_step
 
 log = logging.getLogger("ae_research")
 Result = Union[Dict[str, Any], Exception]
 
 
 def train(cfgs: Sequence[DictConfig], workdirs: Sequence[str], setups: Optional[Sequence[Setup]] = None,
-          stacked: Optional[bool] = None) -> List[Result]:
+          stacked: Optional[bool] = None, requested: Optional[Sequence[DictConfig]] = None) -> List[Result]:
   """Trains the runs `cfgs` in one program; returns each run's summary, or the user error that stopped it.
 
   Configs must differ only in numbers (see `training/sharing.py`); raises `CannotShare`
   when they turn out not to fit one program, before any of them has trained, and
-  `Interrupted` on SIGTERM/SIGINT after saving every member's checkpoint.
+  `Interrupted` on SIGTERM/SIGINT after saving every member's checkpoint. `requested`: the
+  configs as asked for, recorded in each run directory (default `cfgs`; see `greedy.py`).
   """
   t_start = time.perf_counter()
   start_runtime(cfgs[0])
   built = list(setups) if setups is not None else build_setups(cfgs)
   results: List[Result] = [s if isinstance(s, Exception) else None for s in built]
   index = [i for i, s in enumerate(built) if isinstance(s, Setup)]
-  members = [Member(cfgs[i], workdirs[i], built[i]) for i in index]
+  members = [Member(cfgs[i], workdirs[i], built[i], requested=requested[i] if requested else None) for i in index]
   if not members:
     return results
   programs = Programs([m.setup for m in members], [m.cfg.seed for m in members], stacked)
@@ -63,18 +64,21 @@ def train(cfgs: Sequence[DictConfig], workdirs: Sequence[str], setups: Optional[
     loop = _Loop(members, programs, t_start)
     loop.compile()  # Before any writer exists: a program that cannot be shared fails here.
     open_writers(members)
-    with StopOnSignal(loop.stop) as stop:
+    with StopOnSignal(loop.stop, loop.stop_now) as stop:
       loop.run(stop)
-    summaries = loop.finish()
-  finally:
-    close(members)
-  total_s = time.perf_counter() - t_start  # The population's wall time: every member's, to the bit.
-  for i, m, summary in zip(index, members, summaries):
-    results[i] = m.error or summary
-    if summary is not None:
-      summary["time/total_s"] = total_s
-      if distributed.is_main_process():
-        run_dir.write_json(os.path.join(m.workdir, "summary.json"), summary)
+      loop.finishing = stop.nothing_to_save = True  # Training and its checkpoints are done: a signal stops at once.
+      summaries = loop.finish()
+      total_s = time.perf_counter() - t_start  # The population's wall time: every member's, to the bit.
+      for i, m, summary in zip(index, members, summaries):
+        results[i] = m.error or summary
+        if summary is not None:
+          summary["time/total_s"] = total_s
+          if distributed.is_main_process():  # Written before the lock is released.
+            run_dir.write_json(os.path.join(m.workdir, "summary.json"), summary)
+  except BaseException:
+    close(members, quiet=True)  # The error that stopped the run is the one to report.
+    raise
+  close(members)
   return results
 
 
@@ -91,10 +95,14 @@ class _Loop:
                     PeriodicAction(self.plan.sync_every_steps, last, self.write_epoch_record),
                     Checkpoint(self.plan.checkpoint_every_steps, last, lambda _: self.save_checkpoints(),
                                tcfg.checkpoint_min_interval_s)]
+    every = self.cfg.evaluation.get("every_steps") if self.cfg.evaluation.enabled else None
+    if every:  # The last step is the final evaluation's.
+      self.actions.append(PeriodicAction(every, last, self.evaluate_periodically))
     self.rates: List[float] = []  # Samples/s of each period between syncs (compilation excluded).
     self.seconds = collections.Counter()  # Wall time by phase: train, eval, checkpoint, figures.
     self.to_first_step_s: Optional[float] = None
     self.evaluated_at: Optional[int] = None
+    self.finishing = False  # Training is over, the final evaluation runs (set by `train`).
     self._start_period()  # self._period: (first step, start time, compile seconds so far).
 
   @property
@@ -156,14 +164,8 @@ class _Loop:
       losses = values["loss"]
       bad = np.flatnonzero(~np.isfinite(losses))
       if bad.size:
-        last = m.ckpt.latest_step()
-        kept = f"checkpoint of step {last} is intact" if last is not None else "no checkpoint was written yet"
-        m.error = NonFiniteLossError(
-            f"training loss became {losses[bad[0]]} at step {first + bad[0] + 1} (epoch "
-            f"{self.plan.epoch_of(first + bad[0] + 1)}); the last {kept}; lower optimizer.learning_rate or check "
-            "the loss/data config")
-        if len(self.members) > 1:
-          log.error("population member %d (%s): %s", i, m.workdir, m.error)
+        at = first + bad[0] + 1
+        self._fail(i, f"training loss became {losses[bad[0]]} at step {at} (epoch {self.plan.epoch_of(at)})")
         continue
       m.period_loss += float(losses.sum())
       m.writer.write_scalars(end, {"epoch": self.plan.epoch_of(end),
@@ -193,16 +195,41 @@ class _Loop:
     self.evaluated_at = step
     self.seconds["eval"] += time.perf_counter() - t
 
+  def evaluate_periodically(self, step: int) -> None:
+    """`evaluation.periodic` of every member at `step`, logged at the step (process 0)."""
+    if step >= self.plan.total_steps:
+      return
+    t = time.perf_counter()
+    for i in self.alive:
+      m = self.members[i]
+      state = to_host(self.programs.member_state(self.states, i))  # On every process: it may gather.
+      if distributed.is_main_process():
+        m.writer.write_scalars(step, periodic_metrics(m.cfg, m.setup, state))
+    self.seconds["eval"] += time.perf_counter() - t
+
   def write_epoch_record(self, step: int) -> None:
     for i in self.alive:
       m = self.members[i]
       record = {"epoch": self.plan.epoch_of(step), "train/loss": m.train_loss, **self.period}
       m.writer.write_scalars(step, {**record, **(m.eval_metrics if self.evaluated_at == step else {})})
 
+  def _fail(self, i: int, what: str) -> None:
+    """Stops member i, which diverged (`what`), naming its last checkpoint: every saved one is finite."""
+    m, last = self.members[i], self.members[i].ckpt.latest_step()
+    kept = (f"the last finite checkpoint is step {last}" if last is not None
+            else "no checkpoint was written before it")
+    m.error = NonFiniteLossError(f"{what}; {kept}; lower optimizer.learning_rate or check the loss/data config")
+    if len(self.members) > 1:
+      log.error("population member %d (%s): %s", i, m.workdir, m.error)
+
   def save_checkpoints(self) -> None:
     t = time.perf_counter()
     for i in self.alive:
-      self.members[i].ckpt.save(self.programs.member_state(self.states, i))
+      try:
+        self.members[i].ckpt.save(self.programs.member_state(self.states, i))
+      except NonFiniteLossError:  # Poisoned by the last update though the losses were finite: never saved.
+        self._fail(i, f"training diverged by step {self.step} (epoch {self.plan.epoch_of(self.step)}): the "
+                      "parameters hold NaN or inf values though the logged losses were finite")
     self.seconds["checkpoint"] += time.perf_counter() - t
 
   def stop(self, signal_name: str, step: int) -> None:
@@ -217,6 +244,20 @@ class _Loop:
                       f"logs are saved in {where}; continue with trainer.resume=true",
                       getattr(signal.Signals, signal_name))
 
+  def stop_now(self, signal_name: str) -> Interrupted:
+    """What a signal that stops at once raises: during the final evaluation, or a second one while training."""
+    dirs = [self.members[i].workdir for i in self.alive] or [m.workdir for m in self.members]
+    where = dirs[0] if len(dirs) == 1 else f"the {len(dirs)} members' run directories"
+    signum = getattr(signal.Signals, signal_name)
+    if self.finishing:
+      again = f"ae-eval run_dir={dirs[0]}" + (" (and each member's run directory)" if len(dirs) > 1 else "")
+      return Interrupted(f"stopped by {signal_name} during the final evaluation: training finished and is "
+                         f"checkpointed (step {self.step}) in {where}, but eval.json and summary.json were not "
+                         f"written; run the evaluation with {again}", signum)
+    return Interrupted(f"stopped at once by a second {signal_name} near step {self.step} (epoch "
+                       f"{self.plan.epoch_of(self.step)}); the checkpoints written so far in {where} are intact; "
+                       "continue with trainer.resume=true", signum)
+
   def finish(self) -> List[Optional[Dict[str, Any]]]:
     """Per member: eval.json, figures and the run summary (None for a member that failed)."""
     summaries = []
@@ -225,6 +266,7 @@ class _Loop:
     for i, m in enumerate(self.members):
       m.ckpt.wait()
       if m.error is not None:
+        m.writer.mark_failed(str(m.error))
         summaries.append(None)
         continue
       state = to_host(self.programs.member_state(self.states, i))
@@ -241,9 +283,10 @@ class _Loop:
     return summaries
 
 
-def train_one(cfg: DictConfig, workdir: str, s: Optional[Setup] = None) -> Dict[str, Any]:
-  """One run (K = 1); its user error is raised."""
-  result = train([cfg], [workdir], [s] if s is not None else None)[0]
+def train_one(cfg: DictConfig, workdir: str, s: Optional[Setup] = None,
+              requested: Optional[DictConfig] = None) -> Dict[str, Any]:
+  """One run (K = 1); its user error is raised. `requested`: see `train`."""
+  result = train([cfg], [workdir], [s] if s is not None else None, requested=[requested] if requested else None)[0]
   if isinstance(result, Exception):
     raise result
   return result

@@ -24,7 +24,11 @@ log = logging.getLogger("ae_research")
 
 
 def initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str) -> TrainState:
-  """The state to train from, replicated on `s.mesh`; drops log records past a resumed checkpoint."""
+  """The state to train from, replicated on `s.mesh`; drops log records past a resumed checkpoint.
+
+  Every refusal (no trainer.resume, no readable checkpoint, a run already longer than `cfg` asks
+  for) comes before anything in `workdir` is changed.
+  """
   tcfg = cfg.trainer
   state = put_replicated(create_train_state(s.params, s.model_state, s.tx, cfg.seed), s.mesh)
   log = os.path.join(workdir, "metrics.jsonl")
@@ -33,9 +37,17 @@ def initial_state(s: Setup, cfg: DictConfig, ckpt: Checkpointer, workdir: str) -
       raise ConfigError(f"{workdir} already holds a checkpoint (step {ckpt.latest_step()}); pass "
                         "trainer.resume=true to continue it, or choose a new hydra.run.dir")
     restored = ckpt.restore(state)
-    state = restored.replace(opt_state=with_hyperparams_of(restored.opt_state, state.opt_state))
+    step = int(to_host(restored.step))
+    if step > s.plan.total_steps:
+      epochs = s.plan.epoch_of(step)
+      raise ConfigError(f"{workdir}: the run already has {epochs} epoch{'s' * (epochs != 1)} ({step} steps), more than "
+                        f"the {s.plan.total_steps} steps trainer.epochs={tcfg.epochs}, trainer.max_steps="
+                        f"{tcfg.max_steps} ask for; nothing was changed: ask for at least that many to continue it, "
+                        f"or evaluate it with ae-eval run_dir={workdir}")
     if distributed.is_main_process():
-      truncate_after(log, int(to_host(state.step)))
+      ckpt.set_aside_damaged()
+      truncate_after(log, step)
+    state = restored.replace(opt_state=with_hyperparams_of(restored.opt_state, state.opt_state))
     return state
   if tcfg.init_from:
     state = state.replace(params=params_from(tcfg.init_from, state.params, s.model.pretrained_part))

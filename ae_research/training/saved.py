@@ -1,14 +1,14 @@
-"""A trained run read back from its directory: its config, its setup and its latest checkpoint."""
+"""A trained run read back from its directory: its config (config.yaml with its resumes' changes), its
+setup and its newest intact checkpoint."""
 import dataclasses
 import os
 from typing import Any, Optional
 
 import jax
 from flax import nnx
-from omegaconf import OmegaConf
-
 from ae_research.checkpoint import Checkpointer
 from ae_research.errors import ConfigError
+from ae_research.run_dir import record
 from ae_research.sharding import put_replicated
 from ae_research.state import create_train_state
 from ae_research.training.setup import setup
@@ -31,14 +31,14 @@ class LoadedRun:
 
 
 def load_run(run_dir: str, devices: Optional[int] = None) -> LoadedRun:
-  """Rebuilds a run from `run_dir/config.yaml` and restores its latest checkpoint.
+  """Rebuilds a run from `run_dir/config.yaml` (and `resumes.jsonl`) and restores its newest intact checkpoint.
 
   `devices`: how many local devices to lay the state out on (default: all).
   """
   path = os.path.join(run_dir, "config.yaml")
   if not os.path.exists(path):
     raise ConfigError(f"{run_dir}: no config.yaml, so not a run directory; pass the directory of a run")
-  cfg = OmegaConf.load(path)
+  cfg = record.effective_config(run_dir)
   s = setup(cfg, devices=devices or len(jax.local_devices()))  # Not the devices the run was trained on.
   ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"))
   try:

@@ -6,6 +6,7 @@ import time
 from typing import Any, Dict, MutableMapping, Optional
 
 from ae_research import distributed
+from ae_research.errors import OutputError, write_error
 from ae_research.sharding import local_mesh, put_replicated
 from ae_research.training.setup import Setup
 
@@ -46,9 +47,26 @@ def final_evaluation(cfg, s: Setup, state, workdir: str, step: int, writer,
   from flax import nnx  # pylint: disable=g-import-not-at-top
   here = dataclasses.replace(s, mesh=local_mesh(s.mesh))
   variables = put_replicated(nnx.merge_state(state.params, state.model_state), here.mesh)
-  metrics, figures = evaluate_and_draw(cfg, here, variables, workdir, step, seconds)
+  try:
+    metrics, figures = evaluate_and_draw(cfg, here, variables, workdir, step, seconds)
+  except OSError as e:  # eval.json or a figure the disk refused: the checkpoint is saved, evaluate later.
+    if write_error(e) is None:
+      raise
+    raise OutputError(f"cannot write {e.filename or workdir} ({e.strerror}); training finished and is "
+                      f"checkpointed: free space, then evaluate with ae-eval run_dir={workdir}") from None
   writer.write_images(step, figures)
   return {k: v for k, v in metrics.items() if k != "step"}
+
+
+def periodic_metrics(cfg, s: Setup, state) -> Dict[str, float]:
+  """The scalars of `s.periodic_evaluators` on the model in `state` (host values), during training (process 0's
+  devices; no eval.json, no figures): logged at their step, e.g. MIG over training."""
+  from ae_research.evaluation.evaluate import compute_metrics  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  here = dataclasses.replace(s, mesh=local_mesh(s.mesh))
+  variables = put_replicated(nnx.merge_state(state.params, state.model_state), here.mesh)
+  metrics = compute_metrics(cfg, here, variables, s.periodic_evaluators)
+  return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def run_summary(cfg, s: Setup, step: int, n_devices: int, compile_s: float, rates, train_loss,

@@ -16,6 +16,9 @@ class MetricWriter(abc.ABC):
   def write_summary(self, summary: Mapping[str, Any]) -> None:
     pass
 
+  def mark_failed(self, reason: str) -> None:
+    """The run stopped with the user error `reason` (one line): W&B shows it as failed, with the reason."""
+
   def flush(self) -> None:
     pass
 
@@ -40,6 +43,10 @@ class MultiWriter(MetricWriter):
   def write_summary(self, summary):
     for w in self.writers:
       w.write_summary(summary)
+
+  def mark_failed(self, reason):
+    for w in self.writers:
+      w.mark_failed(reason)
 
   def flush(self):
     for w in self.writers:

@@ -4,6 +4,7 @@ import math
 import os
 from typing import Any, Mapping
 
+from ae_research.errors import OutputError
 from ae_research.writers.base import MetricWriter
 
 
@@ -40,15 +41,30 @@ def truncate_after(path: str, step: int) -> None:
 
 
 class JsonlWriter(MetricWriter):
+  """Appends records to metrics.jsonl; a write the disk refuses is an `OutputError` (a torn last line is
+  dropped on resume, so the log stays readable)."""
 
   def __init__(self, path: str):
     self.path = path
-    self._file = open(path, "a")
+    try:
+      self._file = open(path, "a")
+    except OSError as e:
+      raise self._error(e) from None
+
+  def _error(self, e: OSError) -> OutputError:
+    return OutputError(f"cannot write {self.path} ({e.strerror}); free space or fix the directory's permissions, "
+                       "then continue with trainer.resume=true (the checkpoints are intact)")
 
   def write_scalars(self, step, scalars: Mapping[str, Any]):
     record = {"step": int(step), **{k: _plain(v) for k, v in scalars.items()}}
-    self._file.write(json.dumps(record) + "\n")
-    self._file.flush()
+    try:
+      self._file.write(json.dumps(record) + "\n")
+      self._file.flush()
+    except OSError as e:
+      raise self._error(e) from None
 
   def close(self):
-    self._file.close()
+    try:
+      self._file.close()
+    except OSError:
+      pass  # Its write already failed and was reported; what reached the disk is kept.

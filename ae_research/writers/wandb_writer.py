@@ -52,6 +52,7 @@ class WandbWriter(MetricWriter):
                entity: Optional[str] = None, group: Optional[str] = None, tags: Sequence[str] = (),
                job_type: str = "train", name: Optional[str] = None):
     self._run, self._wandb, self._failed = None, None, False
+    self._exit_code = 0  # 1 once `mark_failed`: the dashboard then shows the run as failed.
     self._calls: "queue.Queue" = queue.Queue()
     self._thread = threading.Thread(target=self._work, name="wandb-writer", daemon=True)
     self._thread.start()
@@ -96,10 +97,15 @@ class WandbWriter(MetricWriter):
   def write_summary(self, summary):
     self._calls.put(("summary", lambda: self._run.summary.update(dict(summary))))
 
+  def mark_failed(self, reason):
+    self._exit_code = 1
+    self._calls.put(("summary", lambda: self._run.summary.update({"status": "failed", "error": reason})))
+
   def flush(self):
     self._calls.join()
 
   def close(self):
-    self._calls.put(("finish", lambda: self._run.finish()))
+    code = self._exit_code
+    self._calls.put(("finish", lambda: self._run.finish(exit_code=code)))
     self._calls.put(("stop", None))
     self._thread.join()
