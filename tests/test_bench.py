@@ -6,12 +6,14 @@ import pytest
 from ae_research.bench.cli import run_bench
 from ae_research.compare import main as compare_main
 
+pytestmark = pytest.mark.slow  # Subprocesses and end-to-end runs: `make test-quick` leaves them out.
+
 
 def test_bench_quick_writes_every_measurement(tmp_path):
   result = run_bench(quick=True, out=str(tmp_path), population_sizes=(1, 2))
   saved = json.load(open(tmp_path / "bench.json"))
   assert saved["models"] == result["models"]
-  assert {r["model"] for r in saved["models"]} == {"mlp_2d", "vae", "conv"}
+  assert {r["model"] for r in saved["models"]} == {"mlp_2d", "mlp_2d_streamed", "vae", "conv"}
   for row in saved["models"]:
     assert row["samples_per_s"] > 0 and row["compile_s"] > 0 and row["step_flops"] > 0
     assert 0 < row["fraction_of_peak"]
@@ -24,6 +26,9 @@ def test_bench_quick_writes_every_measurement(tmp_path):
   table = (tmp_path / "bench.md").read_text()
   assert "| mlp_2d" in table and "population members K" in table and "the reference" in table
   assert "End to end" in table and "| warm |" in table
+  assert [r["metric"] for r in saved["metrics"]][:2] == ["disent/mig", "disent/modularity"]
+  assert all(r["samples"] == 500 and r["seconds"] > 0 for r in saved["metrics"])
+  assert "| disent/mig | 500 |" in table and "| samples/fid | 500 |" in table
 
 
 def test_compare_needs_runs(tmp_path):

@@ -11,6 +11,9 @@ from ae_research.errors import ConfigError
 from ae_research.evaluation.features import feature_network
 from ae_research.metrics.sample_quality import fid
 from ae_research.training.setup import prepare_data
+from ae_research.writers.jsonl import read_jsonl
+
+pytestmark = pytest.mark.slow  # Whole training runs: `make test-quick` leaves them out.
 
 VAE = ["model=vae", "model.hidden=[32]", "model.latent_dim=4", "loss=vae_bce", "dataset.scale=unit"]
 SMALL_DISENT = ["evaluation.mig.num_samples=1000", "evaluation.modularity.num_samples=1000",
@@ -25,8 +28,13 @@ def test_disentanglement_evaluators_on_dsprites(make_cfg, tmp_path):
   cfg = make_cfg(VAE + SMALL_DISENT + ["dataset=dsprites", "dataset.resolution=32", "dataset.num_test=500",
                                        "trainer.max_steps=20", "dataset.batch_size=64",
                                        f"evaluation.evaluators=[reconstruction,code_statistics,{','.join(DISENT)}]",
-                                       "trainer.figures=true"])
+                                       "trainer.figures=true", "trainer.log_every_steps=5", "evaluation.every_steps=10",
+                                       "evaluation.periodic=[mig,code_statistics]"])
   train_and_evaluate(cfg, str(tmp_path))
+  # During training: the periodic evaluators' scalars at their step (the last step's are eval.json's).
+  periodic = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "disent/mig" in r]
+  assert [r["step"] for r in periodic] == [10] and 0.0 <= periodic[0]["disent/mig"] <= 1.0, periodic
+  assert "codes/active_units" in periodic[0] and "disent/sap" not in periodic[0]
   ev = json.loads((tmp_path / "eval.json").read_text())
   keys = ["disent/mig", "disent/modularity", "disent/dci_disentanglement", "disent/dci_completeness",
           "disent/dci_informativeness", "disent/sap", "disent/factor_vae_score", "disent/beta_vae_score"]
@@ -38,6 +46,8 @@ def test_disentanglement_evaluators_on_dsprites(make_cfg, tmp_path):
 
 @pytest.mark.parametrize("evaluators, extra, message", [
     ("[mig]", [], "evaluation.evaluators: mig needs ground-truth factors; data set digits has none"),
+    ("[reconstruction]", ["evaluation.every_steps=10", "evaluation.periodic=[mig]"],
+     "evaluation.periodic: mig needs ground-truth factors; data set digits has none"),
     ("[sample_quality]", ["dataset=blocks", "dataset.num_train=640", "dataset.num_test=128"],
      "evaluation.evaluators: sample_quality needs class labels; data set blocks has none"),
     ("[sample_quality]", ["model=mlp", "loss=bce", "model.output_activation=sigmoid"], "evaluation.evaluators: sample_quality cannot run: samples its "

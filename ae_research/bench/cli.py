@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from tqdm import tqdm
 
+from ae_research.bench import metric_times
 from ae_research.bench.reference import time_reference
 from ae_research.config import compose_config
 from ae_research.process import freeze_collector_at_exit
@@ -39,6 +40,9 @@ COMMON = ["evaluation.enabled=false", "trainer.figures=false", "logger.wandb.mod
 MODELS = {  # name -> (SPEC section, overrides: full, quick)
     "mlp_2d": ("SPEC 1 deep MLP AE 784-128-64-10-2", ["trainer.epochs=4"],
                ["dataset=digits", "trainer.epochs=3"]),
+    "mlp_2d_streamed": ("SPEC 1, streamed from the host (dataset.on_device=false)",
+                        ["trainer.epochs=4", "dataset.on_device=false"],
+                        ["dataset=digits", "trainer.epochs=3", "dataset.on_device=false"]),
     "vae": ("SPEC 3a VAE 784-512-2 (blocks)", ["experiment=vae_blocks_2d", "trainer.epochs=4"],
             ["experiment=vae_blocks_2d", "debug=default", "trainer.epochs=3", "dataset.num_train=5120",
              "dataset.num_test=512"]),
@@ -220,6 +224,8 @@ def markdown(result: Dict[str, Any]) -> str:
     for r in result["end_to_end"]:
       lines.append(f"| {r['run']} | {r['wall_s']:.1f} | " + " | ".join(fmt(r[p], ".2f") for p in PHASES)
                    + f" | {r['wall_over_compile_and_train']:.2f}x |")
+  if result.get("metrics"):
+    lines += ["", *metric_times.markdown(result["metrics"])]
   return "\n".join(lines) + "\n"
 
 
@@ -239,6 +245,7 @@ def run_bench(quick: bool = False, out: Optional[str] = None, population_sizes: 
     result["reference"] = bench_reference(quick, workdir, bar, pairs=1 if quick else 5)
     result["population"] = bench_population(quick, workdir, sizes, bar)
     result["end_to_end"] = bench_end_to_end(quick, workdir, bar)
+    result["metrics"] = metric_times.bench_metrics(500 if quick else 10_000)
   with open(os.path.join(out, "bench.json"), "w") as f:
     json.dump(result, f, indent=2)
   with open(os.path.join(out, "bench.md"), "w") as f:

@@ -25,7 +25,7 @@ from ae_research.models.capabilities import Capability, has
 # baselines are one computation per data set (cached, see baselines.py).
 PROBE_SEED = 0
 SETTINGS = {"enabled": bool, "evaluators": (list, ListConfig), "max_test": (int, type(None)), "cache": bool,
-            "every_steps": (int, type(None))}
+            "every_steps": (int, type(None)), "periodic": (list, ListConfig, type(None))}
 DEFAULT = "default"
 
 
@@ -100,12 +100,15 @@ def check_settings(ecfg: DictConfig) -> None:
                         "(a mapping with _target_)")
     if not isinstance(value, SETTINGS[key]) or isinstance(value, bool) and SETTINGS[key] is not bool:
       raise ConfigError(f"evaluation.{key}={value!r}: wrong type; see conf/evaluation/default.yaml")
+  if ecfg.get("every_steps") is not None and ecfg.every_steps <= 0:
+    raise ConfigError(f"evaluation.every_steps={ecfg.every_steps}: must be a positive number of steps or null")
   if ecfg.get("max_test") is not None and ecfg.max_test <= 0:
     raise ConfigError(f"evaluation.max_test={ecfg.max_test}: must be a positive integer or null")
 
 
-def resolve(ecfg: DictConfig, s, build: Callable[[DictConfig, str], Any]) -> List[Evaluator]:
-  """The evaluators `evaluation.evaluators` names, built and checked against setup `s`, in order.
+def resolve(ecfg: DictConfig, s, build: Callable[[DictConfig, str], Any], key: str = "evaluators") -> List[Evaluator]:
+  """The evaluators `evaluation.<key>` names (`evaluators`, or `periodic`), built and checked against setup `s`,
+  in order.
 
   `default` expands to every catalogue evaluator with `in_default` that can run here; a name given
   explicitly that cannot run, or that is not in the catalogue, is a ConfigError.
@@ -113,7 +116,7 @@ def resolve(ecfg: DictConfig, s, build: Callable[[DictConfig, str], Any]) -> Lis
   check_settings(ecfg)
   known = catalogue(ecfg)
   out: Dict[str, Evaluator] = {}
-  for entry in ecfg.evaluators:
+  for entry in ecfg[key]:
     if isinstance(entry, DictConfig):  # An inline `_target_` node.
       name = str(entry.get("name", entry["_target_"].rsplit(".", 1)[-1]))
       chosen = [(name, {k: v for k, v in entry.items() if k != "name"}, True)]
@@ -122,7 +125,7 @@ def resolve(ecfg: DictConfig, s, build: Callable[[DictConfig, str], Any]) -> Lis
     elif entry in known:
       chosen = [(str(entry), known[entry], True)]
     else:
-      raise ConfigError(f"evaluation.evaluators: no evaluator named {entry!r}; the catalogue has "
+      raise ConfigError(f"evaluation.{key}: no evaluator named {entry!r}; the catalogue has "
                         f"{', '.join(known)} (or `default`)")
     for name, node, explicit in chosen:
       if name in out:
@@ -134,7 +137,7 @@ def resolve(ecfg: DictConfig, s, build: Callable[[DictConfig, str], Any]) -> Lis
       reason = missing_need(evaluator, s)
       if reason:
         if explicit:
-          raise ConfigError(f"evaluation.evaluators: {name} {reason}")
+          raise ConfigError(f"evaluation.{key}: {name} {reason}")
         continue
       evaluator.check(s)
       out[name] = evaluator

@@ -77,6 +77,7 @@ class Setup:
   unroll: bool = False  # Compile loops unrolled (see TrainerConfig.scan_unroll).
   aux_shapes: Dict[str, Tuple[int, ...]] = dataclasses.field(default_factory=dict)  # The training call's aux arrays.
   evaluators: Sequence[Any] = ()  # What the end-of-run evaluation runs (evaluation/base.py).
+  periodic_evaluators: Sequence[Any] = ()  # What runs every evaluation.every_steps during training.
   on_device: bool = True  # The training split lives on the device (else it streams from the host).
   augment: Optional[Any] = None  # data/augment.Augment applied to each training batch, or None.
 
@@ -196,6 +197,10 @@ def setup(cfg: DictConfig, devices: Any = None, data: Any = None, mesh: Optional
             augment=augment if augment is not None and augment.active else None)
   if cfg.evaluation.enabled:  # Checked before training: a run never fails at its end for a config reason.
     s.evaluators = evaluation.resolve(cfg.evaluation, s, build)
+    ecfg = cfg.evaluation
+    if ecfg.get("every_steps"):
+      periodic = ecfg.get("periodic")
+      s.periodic_evaluators = s.evaluators if periodic is None else evaluation.resolve(ecfg, s, build, "periodic")
   return s
 
 
