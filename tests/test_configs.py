@@ -82,13 +82,37 @@ SHRINK = {
     "conv_masci2011": ["dataset=digits", "model.sizes=[8,8]", "trainer.greedy_epochs=1", CONV_AS_LOOPS],
     "pretraining_conv": ["dataset=digits", "model.sizes=[8,8]", CONV_AS_LOOPS],
     "pretraining_mlp": ["dataset=digits", "model.latent_dim=32"],
+    # The study's own log period (500 steps) would leave one record of 40 steps; the scores on fewer samples.
+    "disentangle_dsprites": ["dataset.num_test=500", "trainer.log_every_steps=10", "evaluation.mig.num_samples=500",
+                             "evaluation.modularity.num_samples=500", "evaluation.dci.num_train=500",
+                             "evaluation.dci.num_test=200", "evaluation.sap.num_train=500", "evaluation.sap.num_test=200",
+                             "evaluation.factor_vae_score.num_train=100", "evaluation.factor_vae_score.num_eval=50",
+                             "evaluation.factor_vae_score.num_variance_estimate=500",
+                             "evaluation.beta_vae_score.num_train=100", "evaluation.beta_vae_score.num_eval=50",
+                             "evaluation.traversals.dims=3", "evaluation.traversals.steps=5"],
+    "generative_fashion_mnist": ["dataset=digits", "trainer.log_every_steps=10", "evaluation.likelihood.samples=8",
+                                 "evaluation.likelihood.max_test=200", "evaluation.sample_quality.num_samples=300",
+                                 "evaluation.sample_quality_gmm.num_samples=300",
+                                 "evaluation.sample_quality_gmm.max_train=500",
+                                 "evaluation.reconstruction_quality.num_samples=300"],  # The study's own 32x32 dSprites.
 }
 
 
-def test_every_experiment_has_a_study():
-  assert sorted(STUDIES) == sorted(_options("experiment"))
+def _experiments_of(study):
+  """The experiments a study's runs start from: its own name, or the ones its runs name."""
+  named = {o.split("=", 1)[1] for phase in study.plan(True) for run in phase.values() for o in run
+           if o.startswith("experiment=")}
+  return named | ({study.experiment or study.name} if study.experiment is not None else set())
 
 
+def test_every_experiment_is_smoke_run():
+  """By a study's --quick run below, or by test_generative_parts.py's smoke run of each generative experiment."""
+  from test_generative_parts import GENERATIVE_EXPERIMENTS  # pylint: disable=g-import-not-at-top
+  covered = set().union(*(_experiments_of(s) for s in STUDIES.values()), GENERATIVE_EXPERIMENTS)
+  assert covered == set(_options("experiment"))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("study", sorted(STUDIES))
 def test_every_study_reproduces_in_ci_size(tmp_path, study):
   """`ae-reproduce --quick` end to end on small data: every run trains (falling loss, every term logged)
@@ -139,6 +163,7 @@ def test_experiment_hyperparameters_match_the_spec(make_cfg):
   assert (colour.optimizer.name, colour.dataset.batch_size, list(colour.model.output_shape)) == ("rmsprop", 148, [48, 48, 3])
 
 
+@pytest.mark.slow
 def test_reproduce_resume_keeps_finished_runs_and_trains_the_rest(tmp_path):
   """`ae-reproduce STUDY --resume DIR`: finished runs are not trained again; a missing one is."""
   overrides = ["debug=default", "dataset=digits", "trainer.max_steps=10", "logger.progress=false",

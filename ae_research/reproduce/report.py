@@ -56,7 +56,7 @@ def write_report(study, run_dirs: Mapping[str, str], metrics: Mapping[str, Mappi
   lines += [f"| {c.text} | {measured} | {verdict} |" for c, measured, verdict in rows]
   figures: Dict[str, str] = {}
   if study.report is not None:
-    extra, study_figures = study.report(metrics.get("derived", {}), report_dir)
+    extra, study_figures = study.report(metrics, run_dirs, report_dir)
     lines += ["", *extra]
     figures.update(study_figures)
   if study.side_by_side:
@@ -104,9 +104,12 @@ def write_index(reports_root: str) -> str:
   return out
 
 
-def _description(experiment: str) -> List[str]:
-  """The header comment of conf/experiment/<experiment>.yaml (what the experiment is)."""
+def _description(study) -> List[str]:
+  """The header comment of conf/experiment/<name>.yaml (what the experiment is), or the study's own."""
   from ae_research.config import CONFIG_DIR  # pylint: disable=g-import-not-at-top
+  experiment = study.name
+  if not os.path.exists(os.path.join(CONFIG_DIR, "experiment", f"{experiment}.yaml")):
+    return list(study.description)
   lines = []
   for line in open(os.path.join(CONFIG_DIR, "experiment", f"{experiment}.yaml")):
     if not line.startswith("#"):
@@ -120,7 +123,7 @@ def write_experiment_readme(study, claims: Sequence[Claim], metrics: Mapping[str
                             report_path: str, command: str, minutes: float, experiments_root: str) -> str:
   """experiments/<study>/README.md: the command, the expected outcome (the claims), the last measurement."""
   rel = os.path.relpath(report_path, os.path.join(experiments_root, study.name))
-  lines = [f"# {study.name}", "", *_description(study.name), "",
+  lines = [f"# {study.name}", "", *_description(study), "",
            f"Reproduce: `{command}` (`--quick` for a short version).", "", "## Expected outcome (the source's claims)", ""]
   lines += [f"- {c.text}" for c in claims]
   lines += ["", f"## Last measured ({datetime.date.today().isoformat()}, {minutes:.1f} min, "

@@ -1,6 +1,7 @@
 """What `ae-reproduce` runs: one study per experiment, its runs and the claims it checks.
 
-A study's runs all start from `experiment=<name>` and add their own overrides; runs whose
+A study's runs start from `experiment=<name>` (or from the `experiment=` a run names itself, in a study
+of several experiments), then `study.size`'s overrides, then their own; runs whose
 configs differ only in numbers (seed, noise level, a loss weight, the initialisation) train
 as one population. Each claim sets what the source says against the comparison it makes:
 the contractive penalty against the same autoencoder without it, denoising against 0%
@@ -9,25 +10,40 @@ noise, pre-training against random initialisation.
 import dataclasses
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ae_research.reproduce import pretraining
+from ae_research.reproduce import disentangle_study, generative_study, pretraining
 from ae_research.reproduce.claims import Claim, Metrics, both
 
 Phases = Sequence[Mapping[str, Sequence[str]]]
 
 
+SIZES = ("cpu", "paper")
+# The report hook: (metrics by run label with "derived", run directories by label, report directory) ->
+# (markdown lines, {figure title: PNG path under the report's figures/}).
+ReportHook = Callable[[Metrics, Mapping[str, str], str], Tuple[List[str], Dict[str, str]]]
+
+
 @dataclasses.dataclass(frozen=True)
 class Study:
-  name: str  # conf/experiment/<name>.yaml: every run starts from it.
+  name: str  # conf/experiment/<name>.yaml, which every run starts from, unless `experiment` says otherwise.
   claims: Sequence[Claim]
-  phases: Union[Phases, Callable[[bool], Phases]] = ({"main": ()},)  # Or a function of `quick`.
+  phases: Union[Phases, Callable[[bool, str], Phases]] = ({"main": ()},)  # Or a function of (quick, size).
   quick: Sequence[str] = ()  # --quick: about a minute per run on a 2-core CPU.
   derive: Optional[Callable[[Metrics], Dict[str, Any]]] = None  # Numbers across runs: the "derived" pseudo-run.
-  report: Optional[Callable[[Mapping[str, Any], str], Tuple[List[str], Dict[str, str]]]] = None
+  report: Optional[ReportHook] = None
   figure_runs: Sequence[str] = ("main",)  # Whose figures the report shows.
   side_by_side: Sequence[str] = ()  # Runs whose first-layer filters the report shows next to each other.
+  experiment: Optional[str] = ""  # "" : the study's name; None: each run's overrides name its experiment.
+  sizes: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)  # study.size -> overrides.
+  description: Sequence[str] = ()  # For experiments/<name>/README.md when no experiment of that name exists.
 
-  def plan(self, quick: bool) -> Phases:
-    return self.phases(quick) if callable(self.phases) else self.phases
+  def plan(self, quick: bool, size: str = "cpu") -> Phases:
+    return self.phases(quick, size) if callable(self.phases) else self.phases
+
+  def base(self, run_overrides: Sequence[str]) -> List[str]:
+    """The experiment a run starts from, as an override (none when the run names its own)."""
+    if self.experiment is None or any(o.startswith("experiment=") for o in run_overrides):
+      return []
+    return [f"experiment={self.experiment or self.name}"]
 
 
 QUICK_EVAL = ("evaluation.likelihood.samples=20", "evaluation.likelihood.max_test=500",
@@ -36,7 +52,8 @@ QUICK_EVAL = ("evaluation.likelihood.samples=20", "evaluation.likelihood.max_tes
 NOISE = {"noise_0": 0.0, "noise_25": 0.25, "noise_50": 0.5}
 
 
-def _pretraining_mlp(quick: bool) -> Phases:
+def _pretraining_mlp(quick: bool, size: str) -> Phases:
+  del size
   sources = {pretraining.RANDOM: None, "plain": "ae_plain", "denoising": "ae_denoising",
              "contractive": "ae_contractive", "sparse": "ae_sparse"}
   counts, seeds, steps = ((100, 1000), (0,), 100) if quick else (pretraining.LABEL_COUNTS, pretraining.SEEDS, 3000)
@@ -48,7 +65,8 @@ def _pretraining_mlp(quick: bool) -> Phases:
                                     extra=["trainer.log_every_steps=100"]))
 
 
-def _pretraining_conv(quick: bool) -> Phases:
+def _pretraining_conv(quick: bool, size: str) -> Phases:
+  del size
   # Full: 300 steps of 100 images and no 60,000-label row, as XLA CPU trains these convs at ~400 images/s
   # (18 fine-tuning runs ~25 min); on an accelerator pass pretraining.LABEL_COUNTS and more steps.
   counts, seeds, steps = ((100, 1000), (0,), 24) if quick else ((100, 1000, 10000), pretraining.SEEDS, 300)
@@ -64,8 +82,8 @@ MLP_METHODS = ("plain", "denoising", "contractive", "sparse")
 def _pretraining_study(name: str, phases, quick, methods: Sequence[str], title: str, side_by_side=()) -> Study:
   return Study(name, phases=phases, quick=quick, figure_runs=(), side_by_side=side_by_side,
                derive=lambda m: pretraining.derive(m, methods),
-               report=lambda d, r: pretraining.report(d, (pretraining.RANDOM, *methods), pretraining.counts_derived(d),
-                                                      r, title),
+               report=lambda m, _, r: pretraining.report(m["derived"], (pretraining.RANDOM, *methods),
+                                                         pretraining.counts_derived(m["derived"]), r, title),
                claims=[pretraining.claim(methods)])
 
 
@@ -199,4 +217,10 @@ STUDIES: Dict[str, Study] = {s.name: s for s in [
     _pretraining_study("pretraining_conv", _pretraining_conv, ["trainer.greedy_epochs=1", "trainer.max_steps=24"],
                        ("masci",),
                        "CNN from a stacked conv AE (Masci et al.) vs random initialisation"),
+    Study("disentangle_dsprites", experiment=None, phases=disentangle_study.phases, sizes=disentangle_study.SIZES,
+          quick=disentangle_study.QUICK, derive=disentangle_study.derive, report=disentangle_study.report,
+          figure_runs=(), claims=disentangle_study.CLAIMS, description=disentangle_study.__doc__.splitlines()),
+    Study("generative_fashion_mnist", experiment=None, phases=generative_study.phases, sizes=generative_study.SIZES,
+          quick=generative_study.QUICK, derive=generative_study.derive, report=generative_study.report,
+          figure_runs=(), claims=generative_study.CLAIMS, description=generative_study.__doc__.splitlines()),
 ]}
