@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PYTEST_ARGS ?= -n 2
 
-.PHONY: setup data demo test clean
+.PHONY: setup data demo test test-quick clean
 
 # uv installs the same packages as pip (checked: identical `pip freeze`) in 29 s instead of 67 s from an
 # empty cache, by downloading in parallel; bytecode is compiled at install because this environment sets
@@ -33,6 +33,10 @@ demo: setup data
 
 test: setup data
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The edit-test loop: everything but the subprocess and end-to-end runs (tests marked `slow`).
+test-quick: setup data
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs multirun outputs .pytest_cache

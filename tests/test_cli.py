@@ -9,6 +9,8 @@ from conftest import xla_flags  # tests/ is on sys.path
 
 from ae_research.train import main
 
+pytestmark = pytest.mark.slow  # Subprocesses and end-to-end runs: `make test-quick` leaves them out.
+
 ENV = {**os.environ, "WANDB_MODE": "disabled", "XLA_FLAGS": xla_flags(2)}
 FAST = ["dataset=digits", "model.hidden=[16]", "trainer.max_steps=12", "trainer.log_every_steps=4",
         "trainer.eval_batch_size=null", "logger.progress=false", "logger.wandb.mode=disabled"]

@@ -9,6 +9,9 @@ import numpy as np
 from ae_research import train_and_evaluate
 from ae_research.writers.jsonl import read_jsonl
 from conftest import xla_flags  # tests/ is on sys.path
+import pytest
+
+pytestmark = pytest.mark.slow  # Subprocesses and end-to-end runs: `make test-quick` leaves them out.
 
 RUN = ["dataset=digits", "dataset.batch_size=64", "trainer.max_steps=20", "trainer.log_every_steps=5",
        "logger.progress=false", "logger.wandb.mode=disabled", "evaluation.evaluators=[reconstruction]", "trainer.figures=false"]

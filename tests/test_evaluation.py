@@ -20,6 +20,8 @@ from ae_research.sharding import make_mesh
 from ae_research.state import split_model
 from conftest import xla_flags  # tests/ is on sys.path
 
+pytestmark = pytest.mark.slow  # Whole training runs: `make test-quick` leaves them out.
+
 
 def test_pca_baseline_matches_svd():
   rng = np.random.default_rng(0)
@@ -151,6 +153,7 @@ def test_denoising_and_vae_metrics_and_figures(make_cfg, tmp_path):
     assert (tmp_path / "figures" / f"{name}.png").exists()
 
 
+@pytest.mark.slow
 def test_ae_eval_command(make_cfg, tmp_path):
   train_and_evaluate(make_cfg(["trainer.max_steps=10", "evaluation.enabled=false"]), str(tmp_path))
   assert not (tmp_path / "eval.json").exists()

@@ -14,6 +14,9 @@ from ae_research import train_and_evaluate
 from ae_research.population.runs import train_runs
 from ae_research.training.saved import load_run
 from ae_research.writers.jsonl import read_jsonl
+import pytest
+
+pytestmark = pytest.mark.slow  # Subprocesses and end-to-end runs: `make test-quick` leaves them out.
 
 RUN = ["dataset=digits", "dataset.batch_size=64", "trainer.epochs=1000", "trainer.eval_batch_size=null",
        "trainer.checkpoint_min_interval_s=0",  # A checkpoint every epoch: kills often land inside one.

@@ -11,6 +11,8 @@ from ae_research.training.saved import load_run
 from ae_research.writers.jsonl import read_jsonl
 from conftest import CONV_AS_LOOPS  # tests/ is on sys.path
 
+pytestmark = pytest.mark.slow  # Whole training runs: `make test-quick` leaves them out.
+
 AE = ["model.hidden=[32]", "model.latent_dim=16", "evaluation.enabled=false", "trainer.figures=false"]
 CLASSIFY = AE + ["task=classify", "task.labelled=200", "trainer.epochs=6"]
 

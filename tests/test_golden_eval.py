@@ -11,6 +11,8 @@ import pytest
 
 from ae_research import train_and_evaluate
 
+pytestmark = pytest.mark.slow  # Subprocesses and end-to-end runs: `make test-quick` leaves them out.
+
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 COMMON = ["debug=default", "trainer.figures=false", "logger.progress=false", "evaluation.cache=false"]
 PROBES = ["evaluation.linear_probe.max_train=2000", "evaluation.knn.max_train=2000", "evaluation.max_test=2000",

@@ -19,6 +19,8 @@ from ae_research.training.saved import load_run
 from ae_research.writers.jsonl import read_jsonl
 from conftest import QUIET  # tests/ is on sys.path
 
+pytestmark = pytest.mark.slow  # Whole training runs: `make test-quick` leaves them out.
+
 VQ = ["model=vq_mlp", "model.hidden=[32]", "model.num_codes=16", "loss=vq_bce", "dataset.scale=unit",
       "+param_groups.decoder.params=decoder", "+param_groups.decoder.optimizer._target_=ae_research.optim.make_optimizer",
       "+param_groups.decoder.optimizer.name=adam", "+param_groups.decoder.optimizer.learning_rate=3e-3"]
@@ -87,6 +89,7 @@ def _last_step(run_dir):
   return max((r["step"] for r in read_jsonl(path)), default=0) if os.path.exists(path) else 0
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_is_exact_with_model_state_and_two_optimisers(make_cfg, tmp_path):
   train_and_evaluate(make_cfg(RUN, fast=False), str(tmp_path / "ref"))
   run_dir = tmp_path / "run"

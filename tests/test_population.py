@@ -13,6 +13,8 @@ from ae_research.training.saved import load_run
 from ae_research.writers.jsonl import JsonlWriter
 from conftest import QUIET  # tests/ is on sys.path
 
+pytestmark = pytest.mark.slow  # Whole training runs: `make test-quick` leaves them out.
+
 SPE = 1438 // 64  # digits, batch 64: 22 steps per epoch.
 MEMBERS = [["seed=0", "optimizer.learning_rate=0.001"], ["seed=1", "optimizer.learning_rate=0.003"],
            ["seed=2", "optimizer.learning_rate=0.001"], ["seed=3", "optimizer.learning_rate=0.01"]]

@@ -19,6 +19,8 @@ from ae_research.training.saved import load_run
 from ae_research.writers.jsonl import read_jsonl
 from conftest import QUIET  # tests/ is on sys.path
 
+pytestmark = pytest.mark.slow  # Subprocesses and end-to-end runs: `make test-quick` leaves them out.
+
 
 def _leaves(run_dir):
   state = load_run(str(run_dir), devices=1).state

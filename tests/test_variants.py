@@ -19,6 +19,8 @@ from ae_research.step import make_loss_fn
 from ae_research.writers.jsonl import read_jsonl
 from conftest import QUIET  # tests/ is on sys.path
 
+pytestmark = pytest.mark.slow  # Whole training runs: `make test-quick` leaves them out.
+
 
 def _ctx(model, x, **aux):
   recon, model_aux = model(x)

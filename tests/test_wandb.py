@@ -10,6 +10,8 @@ import pytest
 from ae_research import train_and_evaluate
 from ae_research.writers.jsonl import read_jsonl
 
+pytestmark = pytest.mark.slow  # Whole training runs: `make test-quick` leaves them out.
+
 # The CLI installed beside this interpreter (the venv's bin/ need not be on PATH).
 WANDB_CLI = os.path.join(os.path.dirname(sys.executable), "wandb")
 
