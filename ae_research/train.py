@@ -65,8 +65,19 @@ def _train(cfg: DictConfig, workdir: str) -> float:
     from ae_research.training import train_and_evaluate  # pylint: disable=g-import-not-at-top  (jax after --help)
     summary = train_and_evaluate(cfg, workdir)
   shown = "  ".join(f"{k}={summary[k]:.4g}" for k in ("eval/loss", "train/samples_per_s") if summary.get(k) is not None)
-  print(f"{shown}\noutputs in {workdir}: metrics.jsonl, summary.json, eval.json, checkpoints/, figures/, config.yaml")
+  print(f"{shown}\noutputs in {workdir}: {', '.join(written_outputs(workdir))}")
   return float(summary.get(cfg.objective_metric, float("nan")))
+
+
+OUTPUTS = ("metrics.jsonl", "summary.json", "eval.json", "checkpoints/", "figures/", "config.yaml")
+
+
+def written_outputs(workdir: str):
+  """The run's outputs that exist (evaluation and figures are optional; a figures/ left empty is not listed)."""
+  def there(name):
+    path = os.path.join(workdir, name.rstrip("/"))
+    return os.path.isdir(path) and bool(os.listdir(path)) if name.endswith("/") else os.path.exists(path)
+  return [name for name in OUTPUTS if there(name)]
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")

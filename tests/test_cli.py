@@ -81,3 +81,11 @@ def test_composition_errors_name_the_problem(monkeypatch, capfd, tmp_path, overr
   status, stderr = _main(monkeypatch, capfd, *FAST, f"hydra.run.dir={tmp_path}", *overrides)
   assert status not in (0, None) and message in stderr, stderr[-2000:]
   assert "Traceback" not in stderr
+
+
+def test_the_last_line_lists_only_the_outputs_written(monkeypatch, capfd, tmp_path):
+  monkeypatch.setattr(sys, "argv", ["ae-train", *FAST, f"hydra.run.dir={tmp_path}", "evaluation.enabled=false",
+                                    "trainer.figures=false", "hydra/job_logging=none", "hydra/hydra_logging=none"])
+  main()  # pylint: disable=no-value-for-parameter
+  last = capfd.readouterr().out.strip().splitlines()[-1]
+  assert last == f"outputs in {tmp_path}: metrics.jsonl, summary.json, checkpoints/, config.yaml", last
