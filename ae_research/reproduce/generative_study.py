@@ -7,7 +7,6 @@ and a 16-D code; the AE is the WAE without its MMD term (same likelihood, a N(0,
 FIDs are on the features of the framework's own Fashion-MNIST classifier (evaluation/features.py), not
 Inception's: compare them between rows, not with the papers' values.
 """
-import os
 from typing import Dict, List, Mapping, Tuple
 
 from ae_research.reproduce import seeds as sd
