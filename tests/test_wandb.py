@@ -57,3 +57,24 @@ def test_wandb_failure_keeps_local_outputs(make_cfg, tmp_path, monkeypatch, capl
   assert summary["step"] == 10
   for name in ("metrics.jsonl", "summary.json", "figures/codes.png", "config.yaml"):
     assert os.path.exists(tmp_path / "run" / name), name
+
+
+def test_a_study_report_is_one_more_run_of_its_group(tmp_path, monkeypatch):
+  """`ae-reproduce` ends with a "report" run in the study's group: the report's figures and each verdict."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from omegaconf import OmegaConf  # pylint: disable=g-import-not-at-top
+  from ae_research.reproduce.cli import _log_report  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  report_dir = tmp_path / "reports" / "toy"
+  (report_dir / "figures").mkdir(parents=True)
+  plt.plot([0, 1]), plt.savefig(report_dir / "figures" / "scatter.png"), plt.close()
+  (report_dir / "report.md").write_text("# toy\n")
+  (report_dir / "claims.json").write_text(json.dumps({"claims": [{"claim": "A beats B.", "verdict": "holds"}]}))
+  wandb_cfg = OmegaConf.create({"mode": "offline", "project": "ae-research", "entity": None, "tags": ["study"]})
+  _log_report(wandb_cfg, str(tmp_path / "report_run"), "toy/2026-12-03_00-00-00", str(report_dir / "report.md"))
+  (run,) = glob.glob(str(tmp_path / "report_run" / "wandb" / "offline-run-*"))
+  info = json.loads(_inspect(run, "--summary"))
+  assert info["name"] == "toy/2026-12-03_00-00-00 report" and info["state"] == "finished", info
+  assert info["summary"]["claim/0"] == "holds: A beats B." and info["summary"]["figures/scatter"]["format"] == "png"
