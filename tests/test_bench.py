@@ -23,7 +23,11 @@ def test_bench_quick_writes_every_measurement(tmp_path):
   assert [r["run"] for r in saved["end_to_end"]] == ["cold", "warm"]
   for row in saved["end_to_end"]:  # A fresh process each: wall time covers start-up, which the phases do not.
     assert row["wall_s"] > row["compile"] + row["train"] > 0 and row["to_first_step"] > 0 and row["eval"] > 0
+  conv = saved["conv_impl"]  # PyTorch rows where torch is importable, else the reason they are not there.
+  assert conv["auto"]["samples_per_s"] > 0 and conv["xla"]["samples_per_s"] > 0 and conv["auto_over_xla"] > 0
+  assert (conv["torch"] is None) != (conv["torch_skipped"] is None)
   table = (tmp_path / "bench.md").read_text()
+  assert "model.conv_impl=auto" in table
   assert "| mlp_2d" in table and "population members K" in table and "the reference" in table
   assert "End to end" in table and "| warm |" in table
   assert [r["metric"] for r in saved["metrics"]][:2] == ["disent/mig", "disent/modularity"]

@@ -10,7 +10,9 @@ time K members in one program against K actual runs one after another (steady sa
 and wall time), and a single run with and without the member axis (vmapped K = 1), which
 is how the trainer's layout for K = 1 was chosen. The end-to-end row runs `make demo`'s
 config in a fresh process, cold and then warm (persistent compilation cache), split into
-start-up, compilation, training, evaluation and figures. Writes bench.json and bench.md.
+start-up, compilation, training, evaluation and figures. The conv rows (bench/conv.py) time the conv
+AE with model.conv_impl=auto against xla, and against PyTorch eager when torch is at hand. Writes
+bench.json and bench.md.
 `--quick` shrinks everything (8x8 digits, a few steps) for the test suite.
 """
 import argparse
@@ -29,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from tqdm import tqdm
 
+from ae_research.bench import conv as conv_bench
 from ae_research.bench import metric_times
 from ae_research.bench.reference import time_reference
 from ae_research.config import compose_config
@@ -226,6 +229,7 @@ def markdown(result: Dict[str, Any]) -> str:
                    + f" | {r['wall_over_compile_and_train']:.2f}x |")
   if result.get("metrics"):
     lines += ["", *metric_times.markdown(result["metrics"])]
+  lines += conv_bench.markdown(result.get("conv_impl"))
   return "\n".join(lines) + "\n"
 
 
@@ -234,7 +238,7 @@ def run_bench(quick: bool = False, out: Optional[str] = None, population_sizes: 
   out = out or os.path.join("runs", "bench", datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
   os.makedirs(out, exist_ok=True)
   n_models = len(MODELS) + (len(MODELS) if not quick else 1) * (len(jax.devices()) > 1)
-  with tempfile.TemporaryDirectory() as workdir, tqdm(total=n_models + 3 + len(sizes), unit="run") as bar:
+  with tempfile.TemporaryDirectory() as workdir, tqdm(total=n_models + 4 + len(sizes), unit="run") as bar:
     peak = matmul_peak()
     result = {"quick": quick, "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "device": f"{len(jax.devices())} x {jax.devices()[0].device_kind} ({jax.default_backend()}), "
@@ -242,6 +246,8 @@ def run_bench(quick: bool = False, out: Optional[str] = None, population_sizes: 
               "jax": jax.__version__, "peak_matmul_n": 1024 if jax.default_backend() == "cpu" else 8192,
               "peak_flop_per_s": peak}
     result["models"] = bench_models(quick, workdir, peak, bar)
+    result["conv_impl"] = conv_bench.bench_conv_impls(quick, workdir, _train, pairs=1 if quick else 3, bar=bar)
+    bar.update()
     result["reference"] = bench_reference(quick, workdir, bar, pairs=1 if quick else 5)
     result["population"] = bench_population(quick, workdir, sizes, bar)
     result["end_to_end"] = bench_end_to_end(quick, workdir, bar)

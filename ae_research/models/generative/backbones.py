@@ -6,6 +6,8 @@ An encoder maps images x (B, H, W, C) to features (B, F) and says F in `features
 (B, d) to the decoder output (B, *output_shape), whose channels are the data's times the likelihood's
 parameters per pixel. Both take `train` (batch-norm statistics). Decoders get the built encoder, so a
 decoder left without sizes mirrors it. A backbone that cannot take the data's shape says so in one line.
+Conv backbones take `conv_impl`: xla (the flax modules) or auto (`models.conv_ops`, the same function;
+faster for the classic conv AE on XLA:CPU, not yet measured on these nets), as ConvAutoencoder does.
 """
 import math
 from typing import Optional, Sequence, Tuple
@@ -14,8 +16,9 @@ import jax
 from flax import nnx
 
 from ae_research.errors import ConfigError
+from ae_research.models import conv_ops
 from ae_research.models.base import get_activation
-from ae_research.models.conv import center_crop
+from ae_research.models.conv import CONV_IMPLS, center_crop
 from ae_research.models.mlp import apply_stack, dense_stack
 
 
@@ -40,6 +43,12 @@ def check_positive(backbone: str, **sizes) -> None:
     values = value if isinstance(value, (tuple, list)) else (value,)
     if any(v <= 0 for v in values):
       raise ConfigError(f"model: backbone {backbone}: {key} must be positive, got {value}")
+
+
+def check_conv_impl(conv_impl: str) -> str:
+  if conv_impl not in CONV_IMPLS:
+    raise ConfigError(f"model: conv_impl={conv_impl!r}: choose one of {', '.join(CONV_IMPLS)}")
+  return conv_impl
 
 
 def torch_conv(c_in: int, c_out: int, kernel: int, stride: int, padding: int, rngs: nnx.Rngs) -> nnx.Conv:
@@ -107,8 +116,10 @@ class LocatelloConvEncoder(nnx.Module):
   name = "locatello_conv"
 
   def __init__(self, input_shape: Sequence[int], channels: Sequence[int] = (32, 32, 64, 64),
-               kernel_sizes: Sequence[int] = (4, 4, 2, 2), dense: int = 256, *, rngs: nnx.Rngs):
+               kernel_sizes: Sequence[int] = (4, 4, 2, 2), dense: int = 256, conv_impl: str = "xla", *,
+               rngs: nnx.Rngs):
     check_image(self.name, input_shape, min_size=16)
+    self.conv_impl = check_conv_impl(conv_impl)
     check_positive(self.name, channels=tuple(channels), kernel_sizes=tuple(kernel_sizes), dense=dense)
     if len(channels) != len(kernel_sizes):
       raise ConfigError(f"model.encoder: one kernel size per conv layer: {list(channels)} vs {list(kernel_sizes)}")
@@ -123,7 +134,7 @@ class LocatelloConvEncoder(nnx.Module):
     del train
     h = x
     for conv in self.convs:
-      h = jax.nn.relu(conv(h))
+      h = jax.nn.relu(conv_ops.apply_conv(conv, h, self.conv_impl))
     return jax.nn.relu(self.dense(h.reshape(h.shape[0], -1)))
 
   def first_layer_filters(self) -> jax.Array:
@@ -138,9 +149,9 @@ class LocatelloConvDecoder(nnx.Module):
 
   def __init__(self, latent_dim: int, output_shape: Sequence[int], encoder=None,
                channels: Sequence[int] = (64, 32, 32), kernel_size: int = 4, dense: int = 256,
-               *, rngs: nnx.Rngs):
-    del encoder
+               conv_impl: Optional[str] = None, *, rngs: nnx.Rngs):
     check_image(self.name, output_shape, min_size=16)
+    self.conv_impl = check_conv_impl(getattr(encoder, "conv_impl", "xla") if conv_impl is None else conv_impl)
     check_positive(self.name, channels=tuple(channels), kernel_size=kernel_size, dense=dense)
     self.output_shape = tuple(output_shape)
     ups = len(channels) + 1
@@ -158,6 +169,6 @@ class LocatelloConvDecoder(nnx.Module):
     del train
     h = jax.nn.relu(self.to_map(jax.nn.relu(self.dense(code)))).reshape(code.shape[0], *self.start)
     for i, deconv in enumerate(self.deconvs):
-      h = deconv(h)
+      h = conv_ops.apply_conv_transpose(deconv, h, self.conv_impl)
       h = h if i == len(self.deconvs) - 1 else jax.nn.relu(h)
     return center_crop(h, *self.output_shape[:2])

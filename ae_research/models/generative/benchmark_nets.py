@@ -1,7 +1,8 @@
 """pythae's benchmark backbones (Chadebec et al. 2022, "Pythae: unifying generative autoencoders",
 pythae/models/nn/benchmarks/{mnist,cifar,celeba}): its ConvNet for 28x28, 32x32 and 64x64 images, and
 its small ResNet for 28x28 and 32x32 images, in NHWC with PyTorch's paddings (so every map has pythae's
-size). `width` scales every channel count (1.0: pythae's); a decoder's `width` null takes its encoder's.
+size). `width` scales every channel count (1.0: pythae's); a decoder's `width` (and `conv_impl`) null
+takes its encoder's.
 """
 import math
 from typing import Dict, Optional, Sequence, Tuple
@@ -10,7 +11,8 @@ import jax
 from flax import nnx
 
 from ae_research.errors import ConfigError
-from ae_research.models.generative.backbones import check_image, torch_conv, torch_conv_transpose
+from ae_research.models import conv_ops
+from ae_research.models.generative.backbones import check_conv_impl, check_image, torch_conv, torch_conv_transpose
 
 # Transposed-conv layers of pythae's ConvNet decoders per image size: the (side, channels) map the first
 # Dense layer makes, then (kernel, stride, padding, output_padding, channels out; None = the image's).
@@ -26,6 +28,10 @@ def scaled(channels: int, width: float) -> int:
   return max(1, int(round(channels * width)))
 
 
+def decoder_impl(conv_impl: Optional[str], encoder) -> str:
+  return check_conv_impl(getattr(encoder, "conv_impl", "xla") if conv_impl is None else conv_impl)
+
+
 def decoder_width(width: Optional[float], encoder) -> float:
   if width is None:
     width = getattr(encoder, "width", 1.0)
@@ -39,8 +45,10 @@ class PythaeConvEncoder(nnx.Module):
   (1024 x 1 x 1 features at 28x28, 1024 x 2 x 2 at 32x32, 1024 x 4 x 4 at 64x64)."""
   name = "pythae_conv"
 
-  def __init__(self, input_shape: Sequence[int], width: float = 1.0, batch_norm: bool = True, *, rngs: nnx.Rngs):
+  def __init__(self, input_shape: Sequence[int], width: float = 1.0, batch_norm: bool = True,
+               conv_impl: str = "xla", *, rngs: nnx.Rngs):
     check_image(self.name, input_shape, sizes=tuple(CONV_DECODERS))
+    self.conv_impl = check_conv_impl(conv_impl)
     if not width > 0:
       raise ConfigError(f"model.encoder.width={width}: must be positive")
     self.width, self.batch_norm = width, batch_norm
@@ -58,7 +66,7 @@ class PythaeConvEncoder(nnx.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     h = x
     for i, conv in enumerate(self.convs):
-      h = conv(h)
+      h = conv_ops.apply_conv(conv, h, self.conv_impl)
       h = self.norms[i](h, use_running_average=not train) if self.batch_norm else h
       h = jax.nn.relu(h)
     return h.reshape(h.shape[0], -1)
@@ -73,9 +81,9 @@ class PythaeConvDecoder(nnx.Module):
   name = "pythae_conv"
 
   def __init__(self, latent_dim: int, output_shape: Sequence[int], encoder=None, width: Optional[float] = None,
-               batch_norm: Optional[bool] = None, *, rngs: nnx.Rngs):
+               batch_norm: Optional[bool] = None, conv_impl: Optional[str] = None, *, rngs: nnx.Rngs):
     check_image(self.name, output_shape, sizes=tuple(CONV_DECODERS))
-    width = decoder_width(width, encoder)
+    width, self.conv_impl = decoder_width(width, encoder), decoder_impl(conv_impl, encoder)
     self.batch_norm = getattr(encoder, "batch_norm", True) if batch_norm is None else batch_norm
     (side, first), layers = CONV_DECODERS[output_shape[0]]
     self.start = (side, side, scaled(first, width))
@@ -90,7 +98,7 @@ class PythaeConvDecoder(nnx.Module):
   def __call__(self, code: jax.Array, train: bool = False) -> jax.Array:
     h = self.dense(code).reshape(code.shape[0], *self.start)
     for i, deconv in enumerate(self.deconvs):
-      h = deconv(h)
+      h = conv_ops.apply_conv_transpose(deconv, h, self.conv_impl)
       if i < len(self.deconvs) - 1:
         h = self.norms[i](h, use_running_average=not train) if self.batch_norm else h
         h = jax.nn.relu(h)
@@ -100,12 +108,14 @@ class PythaeConvDecoder(nnx.Module):
 class ResBlock(nnx.Module):
   """pythae's ResBlock: x + Conv1x1(ReLU(Conv3x3(ReLU(x)))), the 3x3 conv narrowing to `hidden` channels."""
 
-  def __init__(self, channels: int, hidden: int, *, rngs: nnx.Rngs):
+  def __init__(self, channels: int, hidden: int, conv_impl: str = "xla", *, rngs: nnx.Rngs):
     self.conv3 = torch_conv(channels, hidden, 3, 1, 1, rngs)
     self.conv1 = torch_conv(hidden, channels, 1, 1, 0, rngs)
+    self.conv_impl = conv_impl
 
   def __call__(self, h: jax.Array) -> jax.Array:
-    return h + self.conv1(jax.nn.relu(self.conv3(jax.nn.relu(h))))
+    conv = lambda m, h: conv_ops.apply_conv(m, h, self.conv_impl)
+    return h + conv(self.conv1, jax.nn.relu(conv(self.conv3, jax.nn.relu(h))))
 
 
 class ResNetEncoder(nnx.Module):
@@ -114,8 +124,9 @@ class ResNetEncoder(nnx.Module):
   As in pythae, no activation between the first three convs."""
   name = "resnet"
 
-  def __init__(self, input_shape: Sequence[int], width: float = 1.0, *, rngs: nnx.Rngs):
+  def __init__(self, input_shape: Sequence[int], width: float = 1.0, conv_impl: str = "xla", *, rngs: nnx.Rngs):
     check_image(self.name, input_shape, sizes=RESNET_SIZES)
+    self.conv_impl = check_conv_impl(conv_impl)
     if not width > 0:
       raise ConfigError(f"model.encoder.width={width}: must be positive")
     self.width = width
@@ -123,7 +134,7 @@ class ResNetEncoder(nnx.Module):
     last_stride = 2 if input_shape[0] == 28 else 1
     self.convs = nnx.List([torch_conv(input_shape[-1], c64, 4, 2, 1, rngs), torch_conv(c64, c128, 4, 2, 1, rngs),
                            torch_conv(c128, c128, 3, last_stride, 1, rngs)])
-    self.blocks = nnx.List([ResBlock(c128, c32, rngs=rngs) for _ in range(2)])
+    self.blocks = nnx.List([ResBlock(c128, c32, self.conv_impl, rngs=rngs) for _ in range(2)])
     side = 4 if input_shape[0] == 28 else 8
     self.features = side * side * c128
 
@@ -131,7 +142,7 @@ class ResNetEncoder(nnx.Module):
     del train
     h = x
     for conv in self.convs:
-      h = conv(h)
+      h = conv_ops.apply_conv(conv, h, self.conv_impl)
     for block in self.blocks:
       h = block(h)
     return h.reshape(h.shape[0], -1)
@@ -147,9 +158,9 @@ class ResNetDecoder(nnx.Module):
   name = "resnet"
 
   def __init__(self, latent_dim: int, output_shape: Sequence[int], encoder=None, width: Optional[float] = None,
-               *, rngs: nnx.Rngs):
+               conv_impl: Optional[str] = None, *, rngs: nnx.Rngs):
     check_image(self.name, output_shape, sizes=RESNET_SIZES)
-    width = decoder_width(width, encoder)
+    width, self.conv_impl = decoder_width(width, encoder), decoder_impl(conv_impl, encoder)
     c64, c128, c32 = scaled(64, width), scaled(128, width), scaled(32, width)
     self.small = output_shape[0] == 28
     self.start = (4, 4, c128) if self.small else (8, 8, c128)
@@ -161,16 +172,17 @@ class ResNetDecoder(nnx.Module):
     else:
       self.deconvs = nnx.List([torch_conv_transpose(c128, c64, 4, 2, 1, 0, rngs),
                                torch_conv_transpose(c64, output_shape[-1], 4, 2, 1, 0, rngs)])
-    self.blocks = nnx.List([ResBlock(c128, c32, rngs=rngs) for _ in range(2)])
+    self.blocks = nnx.List([ResBlock(c128, c32, self.conv_impl, rngs=rngs) for _ in range(2)])
 
   def __call__(self, code: jax.Array, train: bool = False) -> jax.Array:
     del train
+    deconv = lambda i, h: conv_ops.apply_conv_transpose(self.deconvs[i], h, self.conv_impl)
     h = self.dense(code).reshape(code.shape[0], *self.start)
     if self.small:
-      h = self.up(h)
+      h = conv_ops.apply_conv_transpose(self.up, h, self.conv_impl)
     for block in self.blocks:
       h = block(h)
     if self.small:  # pythae's 28x28 decoder has ReLUs after the blocks and the middle ConvT; its 32x32 one none.
       h = jax.nn.relu(h)
-      return self.deconvs[1](jax.nn.relu(self.deconvs[0](h)))
-    return self.deconvs[1](self.deconvs[0](h))
+      return deconv(1, jax.nn.relu(deconv(0, h)))
+    return deconv(1, deconv(0, h))
