@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ae_research.errors import ConfigError
+from ae_research.models.capabilities import require
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +82,19 @@ class Term:
 
   def __call__(self, ctx: LossInputs) -> jax.Array:
     raise NotImplementedError
+
+
+class AuxOutput(Term):
+  """A term that is the model's own aux output `reads[0]` (per example, as the model computes it), from a
+  model with capability `needs`; `what` names the term in the error for a model without it."""
+  needs: Any = None
+  what: str = "this term"
+
+  def check(self, model) -> None:
+    require(model, self.needs, self.what)
+
+  def __call__(self, ctx: LossInputs) -> jax.Array:
+    return ctx.aux[self.reads[0]]
 
 
 def _mean(values: jax.Array, mask: Optional[jax.Array]) -> jax.Array:

@@ -15,7 +15,7 @@ from typing import Sequence
 import jax
 
 from ae_research.errors import ConfigError
-from ae_research.losses.base import LossInputs, Term
+from ae_research.losses.base import AuxOutput, LossInputs, Term
 from ae_research.metrics import divergences
 from ae_research.metrics.arrays import per_example
 from ae_research.models.capabilities import Generative, StochasticEncoder, require
@@ -87,24 +87,12 @@ class DIPCovariance(Term):
     return off if self.part == "off_diagonal" else diag
 
 
-class FactorTotalCorrelation(Term):
+class FactorTotalCorrelation(AuxOutput):
   """FactorVAE's total-correlation estimate log D(z) / (1 - D(z)) per example (gradient to the encoder)."""
-  reads = ("tc_estimate",)
-
-  def check(self, model) -> None:
-    require(model, Adversary, "the FactorVAE total-correlation term")
-
-  def __call__(self, ctx: LossInputs) -> jax.Array:
-    return ctx.aux["tc_estimate"]
+  reads, needs, what = ("tc_estimate",), Adversary, "the FactorVAE total-correlation term"
 
 
-class DiscriminatorLoss(Term):
+class DiscriminatorLoss(AuxOutput):
   """The FactorVAE discriminator's cross-entropy on real and permuted codes per example (gradient to the
   discriminator only)."""
-  reads = ("discriminator_loss",)
-
-  def check(self, model) -> None:
-    require(model, Adversary, "the FactorVAE discriminator loss")
-
-  def __call__(self, ctx: LossInputs) -> jax.Array:
-    return ctx.aux["discriminator_loss"]
+  reads, needs, what = ("discriminator_loss",), Adversary, "the FactorVAE discriminator loss"
