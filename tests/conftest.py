@@ -1,4 +1,5 @@
 """Every test process sees 4 CPU devices (set before JAX is imported) and W&B off."""
+import hashlib
 import os
 import tempfile
 
@@ -44,6 +45,17 @@ config.register_schemas()
 FAST = ["dataset=digits", "dataset.batch_size=64", "trainer.epochs=2",
         "trainer.log_every_steps=5", "trainer.eval_batch_size=null", "logger.wandb.mode=disabled",
         "logger.progress=false"]
+
+
+def digest_tree(directory):
+  """relative path -> SHA-256 of every file under `directory`: what "nothing saved changed" compares."""
+  out = {}
+  for root, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+  return out
 
 
 def compose_config(overrides=(), fast=True):

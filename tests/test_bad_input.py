@@ -6,7 +6,6 @@ run gets as far as it can before it must stop. (The command-line side, exit stat
 no traceback, is in test_cli.py.)
 """
 import gzip
-import hashlib
 import os
 import shutil
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
+from conftest import digest_tree  # tests/ is on sys.path
 
 from ae_research import train_and_evaluate
 from ae_research.errors import UserError
@@ -88,15 +88,6 @@ def finished_run(tmp_path_factory):
   return run_dir
 
 
-def _digest(directory):
-  out = {}
-  for root, _, files in os.walk(directory):
-    for name in files:
-      path = os.path.join(root, name)
-      out[os.path.relpath(path, directory)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
-  return out
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_gives_one_clear_line_and_keeps_outputs(case, finished_run, make_cfg, tmp_path, monkeypatch):
   _, overrides, expected, workdir = case
@@ -107,7 +98,7 @@ def test_bad_input_gives_one_clear_line_and_keeps_outputs(case, finished_run, ma
   (tmp_path / "a_file").write_text("not a directory")
   run_dir = tmp_path / "run"
   shutil.copytree(finished_run, run_dir)
-  before = _digest(run_dir)
+  before = digest_tree(run_dir)
   overrides = [o.replace("{tmp}", str(tmp_path)) for o in overrides]
   with pytest.raises((UserError, HydraException, OmegaConfBaseException)) as info:
     cfg = make_cfg(BASE + ["trainer.resume=true"] + overrides)
@@ -116,4 +107,4 @@ def test_bad_input_gives_one_clear_line_and_keeps_outputs(case, finished_run, ma
   assert expected in message, message
   if isinstance(info.value, UserError):  # Ours: a single line (Hydra's own composition errors carry a hint line).
     assert "\n" not in message and len(message) < 400, message
-  assert _digest(run_dir) == before
+  assert digest_tree(run_dir) == before

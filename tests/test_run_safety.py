@@ -1,7 +1,6 @@
 """Runs that cannot be silently corrupted: one process per run directory, a finished run reused and
 a run resumed only under its own config, no checkpoint with NaN in it, damaged checkpoints skipped."""
 import glob
-import hashlib
 import json
 import logging
 import os
@@ -17,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import QUIET
+from conftest import QUIET, digest_tree
 
 from ae_research import train_and_evaluate
 from ae_research.errors import CheckpointError, NonFiniteLossError
@@ -33,15 +32,6 @@ LOCK_FILE = ".lock"
 # each test fails on its own on code without them.
 
 
-def _digest(directory):
-  out = {}
-  for root, _, files in os.walk(directory):
-    for name in files:
-      path = os.path.join(root, name)
-      out[os.path.relpath(path, directory)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
-  return out
-
-
 def _errors(stderr):
   return [line for line in stderr.splitlines() if line.startswith("error: ")]
 
@@ -51,7 +41,7 @@ def test_a_second_process_on_a_run_directory_exits_at_once_naming_the_holder(tmp
   first = _start(run_dir)
   try:
     _wait_for_training(str(run_dir), first)
-    hydra_before = _digest(run_dir / ".hydra")
+    hydra_before = digest_tree(run_dir / ".hydra")
     t0 = time.time()
     second = subprocess.run([sys.executable, "-m", "ae_research.train", *RUN, "trainer.resume=true",
                              f"hydra.run.dir={run_dir}"], capture_output=True, text=True, timeout=180)
@@ -60,7 +50,7 @@ def test_a_second_process_on_a_run_directory_exits_at_once_naming_the_holder(tmp
     errors = _errors(second.stderr)
     assert len(errors) == 1 and str(run_dir) in errors[0] and f"pid {first.pid}" in errors[0], second.stderr[-2000:]
     assert "Traceback" not in second.stderr
-    assert first.poll() is None and _digest(run_dir / ".hydra") == hydra_before
+    assert first.poll() is None and digest_tree(run_dir / ".hydra") == hydra_before
   finally:
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=120)
@@ -132,7 +122,7 @@ def test_finished_and_resumed_runs_keep_their_config(monkeypatch, capfd, tmp_pat
   cli = [*FAST, *QUIET, f"hydra.run.dir={run_dir}"]
   status, _, err = _main(monkeypatch, capfd, *cli, "trainer.max_steps=5")
   assert status == 0, err[-2000:]
-  before = _digest(run_dir)
+  before = digest_tree(run_dir)
   # A finished MLP run is not "already finished" for a VAE.
   status, out, err = _main(monkeypatch, capfd, *cli, "trainer.max_steps=5", "trainer.resume=true", "model=vae")
   assert status == 2 and "skipped" not in out
@@ -143,7 +133,7 @@ def test_finished_and_resumed_runs_keep_their_config(monkeypatch, capfd, tmp_pat
   # Fewer steps than done: explained, summary.json untouched.
   status, _, err = _main(monkeypatch, capfd, *cli, "trainer.max_steps=3", "trainer.resume=true")
   assert status == 2 and "the run already has 1 epoch (5 steps)" in err, err
-  assert _digest(run_dir) == before
+  assert digest_tree(run_dir) == before
   # A lowered learning rate and more steps: allowed, recorded; config.yaml keeps the original.
   status, _, err = _main(monkeypatch, capfd, *cli, "trainer.max_steps=10", "trainer.resume=true",
                          "optimizer.learning_rate=0.0005")
@@ -223,8 +213,8 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_set_aside(make_cfg, tmp_path
   # None intact: one line, nothing moved.
   for meta in glob.glob(str(hopeless / "checkpoints" / "*" / "default" / "_METADATA")):
     os.remove(meta)
-  before = _digest(hopeless)
+  before = digest_tree(hopeless)
   with pytest.raises(CheckpointError, match="no checkpoint in .* can be read") as info:
     train_and_evaluate(make_cfg(QUIET + steps + ["trainer.max_steps=40", "trainer.resume=true"]), str(hopeless))
   assert "\n" not in str(info.value) and "does not fit" not in str(info.value)
-  assert _digest(hopeless) == before
+  assert digest_tree(hopeless) == before
