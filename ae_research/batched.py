@@ -69,16 +69,17 @@ def unbatch(stacked: Any, num: int) -> Any:
 
 
 @functools.lru_cache(maxsize=128)
-def _program(graphdef: nnx.GraphDef, mesh: Mesh, unroll: bool, fn: Callable, static: Tuple) -> Callable:
+def _program(graphdef: nnx.GraphDef, mesh: Mesh, unroll: bool, fn: Callable, static: Tuple,
+             options: Tuple = ()) -> Callable:
   """The jitted scan of `fn` over batches; one per (model structure, mesh, function, settings),
   so every caller with the same ones shares it and jit compiles once per shape."""
   kwargs = dict(static)
 
-  def run(params, batches, rng, extra):
+  def apply_batches(params, batches, rng, extra):  # Named in profiles and HLO dumps.
     model = nnx.merge(graphdef, params)
     return scan_batches(lambda batch, r: fn(model, batch, r, extra, **kwargs), batches, mesh, rng, unroll)
 
-  return jax.jit(run)
+  return jax.jit(apply_batches, compiler_options=dict(options) or None)
 
 
 class BatchedApply:
@@ -89,11 +90,13 @@ class BatchedApply:
   traced values. Programs are shared by every instance with the same graphdef and mesh.
   """
 
-  def __init__(self, graphdef: nnx.GraphDef, mesh: Mesh, batch_size: int, unroll: bool = False):
+  def __init__(self, graphdef: nnx.GraphDef, mesh: Mesh, batch_size: int, unroll: bool = False,
+               compiler_options: Tuple = ()):
     self.graphdef, self.mesh, self.batch_size, self.unroll = graphdef, mesh, batch_size, unroll
+    self.compiler_options = compiler_options  # Sorted (name, value) pairs (trainer.compiler_options).
 
   def program(self, fn: Callable, **settings) -> Callable:
-    return _program(self.graphdef, self.mesh, self.unroll, fn, tuple(sorted(settings.items())))
+    return _program(self.graphdef, self.mesh, self.unroll, fn, tuple(sorted(settings.items())), self.compiler_options)
 
   def __call__(self, fn: Callable, params, split: Dict[str, np.ndarray], rng: Optional[jax.Array] = None,
                extra: Any = None, **settings) -> Any:

@@ -15,7 +15,7 @@ from ae_research.reproduce import STUDIES, reproduce
 from omegaconf import OmegaConf
 from ae_research.train import CONFIG_DIR
 from ae_research.writers.jsonl import read_jsonl
-from conftest import CONV_AS_LOOPS  # tests/ is on sys.path
+from conftest import CONV_AS_LOOPS, CONV_OPTIMISED  # tests/ is on sys.path
 
 CONF = pathlib.Path(CONFIG_DIR)
 
@@ -63,6 +63,8 @@ def test_default_is_spec_section_1(make_cfg):
     (["model.latent_dim=two"], "model.latent_dim='two': expected int"),
     (["model.hidden=[8,x]"], "model.hidden=[8, 'x']: expected Sequence[int]"),
     (["+optimizer.momentun=0.9"], "optax.adam takes no momentun"),
+    (["++trainer.compiler_options.xla_nonsense=1"], "trainer.compiler_options: No such compile option: 'xla_nonsense'"),
+    (["++trainer.compiler_options.xla_backend_optimization_level=[2]"], "XLA options take a bool, number or string"),
 ])
 def test_bad_target_keys_and_types_are_one_line_errors(make_cfg, tmp_path, overrides, message):
   with pytest.raises(ConfigError) as info:
@@ -78,9 +80,9 @@ SHRINK = {
     "sparse_kl_ufldl": ["dataset.num_train=2000", "dataset.num_test=400", "dataset.batch_size=2000",
                         "trainer.eval_every_epochs=10"],
     "conv_colorize": ["dataset.num_train=592", "dataset.num_test=148", "dataset.size=16", "model.channels=[4,8,8]",
-                      "model.output_shape=[16,16,3]", CONV_AS_LOOPS],
-    "conv_masci2011": ["dataset=digits", "model.sizes=[8,8]", "trainer.greedy_epochs=1", CONV_AS_LOOPS],
-    "pretraining_conv": ["dataset=digits", "model.sizes=[8,8]", CONV_AS_LOOPS],
+                      "model.output_shape=[16,16,3]", CONV_AS_LOOPS, CONV_OPTIMISED],
+    "conv_masci2011": ["dataset=digits", "model.sizes=[8,8]", "trainer.greedy_epochs=1", CONV_AS_LOOPS, CONV_OPTIMISED],
+    "pretraining_conv": ["dataset=digits", "model.sizes=[8,8]", CONV_AS_LOOPS, CONV_OPTIMISED],
     "pretraining_mlp": ["dataset=digits", "model.latent_dim=32"],
     # The study's own log period (500 steps) would leave one record of 40 steps; the scores on fewer samples.
     "disentangle_dsprites": ["dataset.num_test=500", "trainer.log_every_steps=10", "evaluation.mig.num_samples=500",

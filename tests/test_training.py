@@ -188,3 +188,16 @@ def test_lbfgs_trains_full_batch_with_its_line_search(make_cfg, tmp_path):
   adam = train_and_evaluate(make_cfg(full + ["optimizer.learning_rate=3e-3"]), str(tmp_path / "adam"))
   first = read_jsonl(tmp_path / "lbfgs" / "metrics.jsonl")[0]["train/loss"]
   assert lbfgs["train/loss"] < 0.8 * first and lbfgs["eval/loss"] < adam["eval/loss"]  # 25 steps, full batch.
+
+
+def test_compiler_options_reach_the_runs_own_programs(make_cfg, tmp_path):
+  """trainer.compiler_options are XLA options of the training chunks and the evaluation (here xla_dump_to,
+  which makes XLA write every program it compiles with them), not of the process's other programs."""
+  dump = tmp_path / "hlo"
+  cfg = make_cfg(["trainer.max_steps=10", "trainer.figures=false", "evaluation.evaluators=[reconstruction]",
+                  "trainer.compilation_cache=false", f"++trainer.compiler_options.xla_dump_to={dump}"])
+  summary = train_and_evaluate(cfg, str(tmp_path / "run"))
+  assert summary["step"] == 10
+  modules = {name.split(".")[1] for name in os.listdir(dump) if name.startswith("module_")}
+  # The training chunk, the evaluation loss, and the reconstruction evaluator's batched program.
+  assert {"jit_train_chunk", "jit__evaluate_member", "jit_apply_batches"} <= modules, sorted(modules)

@@ -17,7 +17,7 @@ from ae_research.training.saved import load_run
 from ae_research.state import split_model
 from ae_research.step import make_loss_fn
 from ae_research.writers.jsonl import read_jsonl
-from conftest import QUIET  # tests/ is on sys.path
+from conftest import CONV_OPTIMISED, QUIET  # tests/ is on sys.path
 
 pytestmark = pytest.mark.slow  # Whole training runs: `make test-quick` leaves them out.
 
@@ -225,7 +225,7 @@ def test_kl_warmup_ramps_the_weight(make_cfg, tmp_path):
 
 @pytest.mark.parametrize("overrides", [
     ["model=vae", "model.hidden=[16]", "loss=vae_bce", "dataset.scale=unit"],
-    ["model=conv", "model.channels=[4,8]", "loss=bce", "dataset.scale=unit"],
+    ["model=conv", "model.channels=[4,8]", "loss=bce", "dataset.scale=unit", CONV_OPTIMISED],
     ["corruption=gaussian", "corruption.sigma=0.2"],
 ], ids=["vae", "conv", "denoising"])
 def test_one_and_four_devices_agree_for_variants(make_cfg, tmp_path, overrides):

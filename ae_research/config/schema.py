@@ -55,6 +55,9 @@ class TrainerConfig:
   # JAX's persistent compilation cache in $AE_CACHE_DIR/xla (or JAX_COMPILATION_CACHE_DIR): a repeated
   # run of the same config compiles nothing.
   compilation_cache: bool = True
+  # XLA options for the run's own programs (training chunks, evaluation), e.g.
+  # +trainer.compiler_options.xla_backend_optimization_level=2: per run, where XLA_FLAGS is per process.
+  compiler_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
   distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
 
 

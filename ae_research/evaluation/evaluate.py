@@ -20,7 +20,7 @@ def _limit(split: Dict[str, np.ndarray], n) -> Dict[str, np.ndarray]:
 
 
 def batched_apply(s) -> BatchedApply:
-  return BatchedApply(s.graphdef, s.mesh, s.plan.eval_batch_size, s.unroll)
+  return BatchedApply(s.graphdef, s.mesh, s.plan.eval_batch_size, s.unroll, s.compiler_options)
 
 
 def make_context(cfg, s, variables) -> EvalContext:

@@ -91,8 +91,9 @@ class Programs:
     self.hps = self._place({w: {p: v for p, v in paths.items()} for w, paths in self.varying.items()}, stacked_host=True)
     self.eval_rngs = self._place([np.asarray(jax.random.PRNGKey(seed + 1)) for seed in seeds])
     self._order = _order_program(s0.data.num_train, self.plan.batch_size, self.stacked, self.state_sharding)
+    self._options = dict(s0.compiler_options) or None
     self._evaluate = jax.jit(self._members(self._evaluate_member, (0, 0, 0, 0, 0, None)),
-                             out_shardings=replicated(self.mesh))
+                             out_shardings=replicated(self.mesh), compiler_options=self._options)
     self._member_state = jax.jit(lambda states, i: jax.tree.map(lambda x: x[i], states),
                                  out_shardings=replicated(self.mesh))
     self._chunks: Dict[int, Callable] = {}
@@ -154,7 +155,7 @@ class Programs:
     each remainder before an evaluation or the last step compiled a program of its own."""
     spe = self.plan.steps_per_epoch
 
-    def run(states, orders, start, num_steps, train, hps):
+    def train_chunk(states, orders, start, num_steps, train, hps):  # Named in profiles and HLO dumps.
       member_step = self._members(lambda st, rows, hp: self._member_step(train, st, rows, hp), (0, 0, 0))
       # Streamed, the second argument is the chunk's batches ((steps, [K,] B, D) stored rows per key), not orders.
       batches, orders = (orders, None) if self.streamed else (None, orders)
@@ -186,7 +187,7 @@ class Programs:
       return lax.fori_loop(0, num_steps, loop_body, ((states, orders), buffers))
 
     # The states, and the epoch orders they carry on the device (streamed batches are read, not carried).
-    return jax.jit(run, donate_argnums=(0,) if self.streamed else (0, 1),
+    return jax.jit(train_chunk, donate_argnums=(0,) if self.streamed else (0, 1), compiler_options=self._options,
                    out_shardings=((self.state_sharding, self.state_sharding), replicated(self.mesh)))
 
   def pieces(self, start: int, length: int) -> List[Tuple[int, int]]:

@@ -80,6 +80,7 @@ class Setup:
   periodic_evaluators: Sequence[Any] = ()  # What runs every evaluation.every_steps during training.
   on_device: bool = True  # The training split lives on the device (else it streams from the host).
   augment: Optional[Any] = None  # data/augment.Augment applied to each training batch, or None.
+  compiler_options: Tuple[Tuple[str, Any], ...] = ()  # trainer.compiler_options, sorted (a cache key).
 
   def loss_fn(self, train: bool = True):
     return make_loss_fn(self.graphdef, self.objective, self.corruption, train, self.data.num_train)
@@ -135,6 +136,22 @@ def check_trainer(t: DictConfig) -> None:
       raise ConfigError(f"trainer.{key}={t[key]}: must be a positive integer or null")
   if t.scan_unroll not in SCAN_UNROLL:
     raise ConfigError(f"trainer.scan_unroll={t.scan_unroll!r}: choose {', '.join(SCAN_UNROLL)}")
+
+
+def compiler_options(tcfg: DictConfig) -> Tuple[Tuple[str, Any], ...]:
+  """trainer.compiler_options as sorted (name, value) pairs; a value that is not a scalar is a config error."""
+  options = tcfg.get("compiler_options")
+  options = OmegaConf.to_container(options, resolve=True) if options else {}
+  for name, value in options.items():
+    if not isinstance(value, (bool, int, float, str)):
+      raise ConfigError(f"trainer.compiler_options.{name}={value!r}: XLA options take a bool, number or string")
+  if options:  # XLA checks names and values when it compiles: here, on a one-op program, not after set-up.
+    try:
+      jax.jit(lambda x: x + 1, compiler_options=options).lower(jnp.float32(0)).compile()
+    except jax.errors.JaxRuntimeError as e:
+      raise ConfigError(f"trainer.compiler_options: {str(e).splitlines()[0].removeprefix('INVALID_ARGUMENT: ')}"
+                        "; see XLA's DebugOptions for the names and types") from None
+  return tuple(sorted(options.items()))
 
 
 def make_plan(tcfg: DictConfig, data, eval_batch_size: int) -> Plan:
@@ -194,7 +211,8 @@ def setup(cfg: DictConfig, devices: Any = None, data: Any = None, mesh: Optional
   on_device = placement == "true" or (placement == "auto" and fits_on_device(train_bytes))
   s = Setup(data, mesh, plan, model, graphdef, params, objective, tx, model_state, corruption,
             model.update_mask(params), unroll, aux_shapes, on_device=on_device,
-            augment=augment if augment is not None and augment.active else None)
+            augment=augment if augment is not None and augment.active else None,
+            compiler_options=compiler_options(tcfg))
   if cfg.evaluation.enabled:  # Checked before training: a run never fails at its end for a config reason.
     s.evaluators = evaluation.resolve(cfg.evaluation, s, build)
     ecfg = cfg.evaluation
