@@ -1,6 +1,8 @@
 """ae-bench --quick and ae-compare's command line (no timed assertions: numbers are reported, not judged)."""
 import json
+import math
 
+import numpy as np
 import pytest
 
 from ae_research.bench.cli import run_bench
@@ -26,7 +28,22 @@ def test_bench_quick_writes_every_measurement(tmp_path):
   conv = saved["conv_impl"]  # PyTorch rows where torch is importable, else the reason they are not there.
   assert conv["auto"]["samples_per_s"] > 0 and conv["xla"]["samples_per_s"] > 0 and conv["auto_over_xla"] > 0
   assert (conv["torch"] is None) != (conv["torch_skipped"] is None)
+  gen = saved["generative"]  # Both sides' parameter counts where torch is importable: the networks must match.
+  assert [r["model"] for r in gen["models"]] == ["vae", "vq_vae", "factor_vae"] and gen["image_shape"] == [16, 16, 1]
+  assert (gen["torch_skipped"] is None) == all(r["torch"] is not None for r in gen["models"])
+  for row in gen["models"]:
+    assert row["params"] > 0 and row["samples_per_s"] > 0 and row["compile_s"] > 0
+    assert math.isfinite(row["samples_per_s"]) and row["all_samples_per_s"] == [row["samples_per_s"]]
+    if row["torch"] is not None:
+      assert row["torch_params"] == row["params"] and row["ours_over_torch_flush"] > 0
+      assert all(row["torch"][k]["samples_per_s"] > 0 for k in ("default", "flush_denormal"))
+  grid = saved["beta_grid"]
+  assert grid["members"] == len(grid["betas"]) * len(grid["seeds"]) == len(grid["sequential"]["all_samples_per_s"])
+  for side in ("population", "sequential"):
+    assert all(math.isfinite(v) and v > 0 for v in (grid[side]["samples_per_s"], grid[side]["wall_s"]))
+  assert grid["samples_per_s_ratio"] > 0 and grid["wall_ratio"] > 0
   table = (tmp_path / "bench.md").read_text()
+  assert "| vq_vae (" in table and "ours / PyTorch-flush" in table and "β grid" in table
   assert "model.conv_impl=auto" in table
   assert "| mlp_2d" in table and "population members K" in table and "the reference" in table
   assert "End to end" in table and "| warm |" in table
@@ -40,3 +57,34 @@ def test_compare_needs_runs(tmp_path):
     compare_main([str(tmp_path)])
   with pytest.raises(SystemExit, match="not a directory"):
     compare_main([str(tmp_path / "missing")])
+
+
+def test_torch_generative_builds_the_same_networks(tmp_path):
+  """Where a Python with torch is at hand ($AE_BENCH_TORCH_PYTHON): one step of each model, whose PyTorch
+  parameter count must be ours (the networks are equivalent layer by layer)."""
+  from ae_research.bench import generative
+  from ae_research.config import compose_config
+  python, why = generative.torch_python()
+  if python is None:
+    pytest.skip(why)
+  base, _, _ = generative.QUICK
+  images = str(tmp_path / "images.npy")
+  np.save(images, (np.random.default_rng(0).random((256, 16, 16, 1)) > 0.5).astype(np.float32))
+  for name, (_, model, small) in generative.MODELS.items():
+    cfg = compose_config(model + base + small)
+    spec = tmp_path / f"{name}.json"
+    spec.write_text(json.dumps(generative.torch_spec(cfg)))
+    out = generative.time_torch(python, images, str(spec), steps=1, flush_denormal=False)
+    assert out["params"] == generative.param_count(cfg, (16, 16, 1)), name
+    assert out["samples_per_s"] > 0 and math.isfinite(out["loss"])
+
+
+def test_torch_spec_refuses_what_the_torch_script_does_not_build():
+  from ae_research.bench import generative
+  from ae_research.config import compose_config
+  from ae_research.errors import ConfigError
+  base, _, _ = generative.QUICK
+  with pytest.raises(ConfigError, match="does not implement backbones MLPEncoder"):
+    generative.torch_spec(compose_config(["experiment=beta_vae", "model/backbone=mlp", "dataset=digits"]))
+  with pytest.raises(ConfigError, match="does not implement likelihood GaussianLikelihood"):
+    generative.torch_spec(compose_config(["experiment=beta_vae", "model/likelihood=gaussian"] + base))

@@ -11,9 +11,12 @@ and wall time), and a single run with and without the member axis (vmapped K = 1
 is how the trainer's layout for K = 1 was chosen. The end-to-end row runs `make demo`'s
 config in a fresh process, cold and then warm (persistent compilation cache), split into
 start-up, compilation, training, evaluation and figures. The conv rows (bench/conv.py) time the conv
-AE with model.conv_impl=auto against xla, and against PyTorch eager when torch is at hand. Writes
-bench.json and bench.md.
-`--quick` shrinks everything (8x8 digits, a few steps) for the test suite.
+AE with model.conv_impl=auto against xla, and against PyTorch eager when torch is at hand. The generative
+rows (bench/generative.py) time a β-VAE, a VQ-VAE and a FactorVAE on 64x64 dSprites (disentanglement_lib's
+conv net) against the same networks and objectives in PyTorch eager, with both sides' parameter counts; the
+β-grid row (bench/beta_grid.py) trains beta_vae's kl {1, 2, 4, 8} x seed {0, 1, 2} as one population against
+the 12 runs in sequence. Writes bench.json and bench.md.
+`--quick` shrinks everything (8x8 digits or 16x16 blocks, narrow nets, a few steps) for the test suite.
 """
 import argparse
 import datetime
@@ -31,7 +34,9 @@ import jax
 import jax.numpy as jnp
 from tqdm import tqdm
 
+from ae_research.bench import beta_grid
 from ae_research.bench import conv as conv_bench
+from ae_research.bench import generative
 from ae_research.bench import metric_times
 from ae_research.bench.reference import time_reference
 from ae_research.config import compose_config
@@ -230,6 +235,7 @@ def markdown(result: Dict[str, Any]) -> str:
   if result.get("metrics"):
     lines += ["", *metric_times.markdown(result["metrics"])]
   lines += conv_bench.markdown(result.get("conv_impl"))
+  lines += generative.markdown(result.get("generative")) + beta_grid.markdown(result.get("beta_grid"))
   return "\n".join(lines) + "\n"
 
 
@@ -238,13 +244,20 @@ def run_bench(quick: bool = False, out: Optional[str] = None, population_sizes: 
   out = out or os.path.join("runs", "bench", datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
   os.makedirs(out, exist_ok=True)
   n_models = len(MODELS) + (len(MODELS) if not quick else 1) * (len(jax.devices()) > 1)
-  with tempfile.TemporaryDirectory() as workdir, tqdm(total=n_models + 4 + len(sizes), unit="run") as bar:
+  with tempfile.TemporaryDirectory() as workdir, tqdm(total=n_models + 6 + len(sizes), unit="run") as bar:
     peak = matmul_peak()
     result = {"quick": quick, "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "device": f"{len(jax.devices())} x {jax.devices()[0].device_kind} ({jax.default_backend()}), "
                         f"{os.cpu_count()} CPU cores, {platform.machine()}",
               "jax": jax.__version__, "peak_matmul_n": 1024 if jax.default_backend() == "cpu" else 8192,
               "peak_flop_per_s": peak}
+    # First: the other rows' runs turn on the persistent compilation cache for the rest of the process, and
+    # these rows' compile seconds are meant as cold compiles (their full runs ask for no cache; only
+    # $JAX_COMPILATION_CACHE_DIR, as the test suite sets it, turns it on before they run).
+    result["generative"] = generative.bench_generative(quick, workdir, _train, rounds=1 if quick else 2, bar=bar)
+    bar.update()
+    result["beta_grid"] = beta_grid.bench_beta_grid(quick, workdir, COMMON, bar)
+    bar.update()
     result["models"] = bench_models(quick, workdir, peak, bar)
     result["conv_impl"] = conv_bench.bench_conv_impls(quick, workdir, _train, pairs=1 if quick else 3, bar=bar)
     bar.update()
