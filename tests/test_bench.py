@@ -20,7 +20,10 @@ def test_bench_quick_writes_every_measurement(tmp_path):
     assert row["samples_per_s"] > 0 and row["compile_s"] > 0 and row["step_flops"] > 0
     assert 0 < row["fraction_of_peak"]
   assert saved["peak_flop_per_s"] > 0
-  assert saved["reference"]["reference_samples_per_s"] > 0 and saved["reference"]["framework_samples_per_s"] > 0
+  mlp = saved["mlp"]  # The loop, the trainer in process, ae-train as a subprocess; PyTorch where torch imports.
+  assert all(mlp[f"{k}_samples_per_s"] > 0 for k in ("reference", "framework", "cli"))
+  assert mlp["cli_over_reference"]["median"] > 0 and mlp["framework_over_reference"]["median"] > 0
+  assert (mlp["torch"] is None) != (mlp["torch_skipped"] is None)
   assert [r["members"] for r in saved["population"]] == [1, 2]
   assert [r["run"] for r in saved["end_to_end"]] == ["cold", "warm"]
   for row in saved["end_to_end"]:  # A fresh process each: wall time covers start-up, which the phases do not.
@@ -45,7 +48,7 @@ def test_bench_quick_writes_every_measurement(tmp_path):
   table = (tmp_path / "bench.md").read_text()
   assert "| vq_vae (" in table and "ours / PyTorch-flush" in table and "β grid" in table
   assert "model.conv_impl=auto" in table
-  assert "| mlp_2d" in table and "population members K" in table and "the reference" in table
+  assert "| mlp_2d" in table and "population members K" in table and "`ae-train` subprocess, default logging" in table
   assert "End to end" in table and "| warm |" in table
   assert [r["metric"] for r in saved["metrics"]][:2] == ["disent/mig", "disent/modularity"]
   assert all(r["samples"] == 500 and r["seconds"] > 0 for r in saved["metrics"])

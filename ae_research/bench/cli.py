@@ -4,8 +4,9 @@ For the deep 2-D MLP AE (SPEC 1), the VAE (SPEC 3a) and the conv AE (SPEC 5), th
 framework's own trainer (`train_and_evaluate`, evaluation off): compile time, steady-state
 samples/s (median epoch after the first), FLOP/s from XLA's cost analysis of one step, as a
 fraction of a peak measured in the same run (a large fp32 matmul); one device vs all
-devices; population throughput for K members in one program vs K sequential runs; and the
-hand-written `lax.scan` reference (bench/reference.py) on the same data. Population rows
+devices; population throughput for K members in one program vs K sequential runs; and the MLP
+rows (bench/mlp.py): the hand-written `lax.scan` loop, the trainer in process, `ae-train` as a subprocess
+with default logging and PyTorch eager, in alternating rounds on the same data. Population rows
 time K members in one program against K actual runs one after another (steady samples/s
 and wall time), and a single run with and without the member axis (vmapped K = 1), which
 is how the trainer's layout for K = 1 was chosen. The end-to-end row runs `make demo`'s
@@ -23,7 +24,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +38,7 @@ from ae_research.bench import beta_grid
 from ae_research.bench import conv as conv_bench
 from ae_research.bench import generative
 from ae_research.bench import metric_times
-from ae_research.bench.reference import time_reference
+from ae_research.bench import mlp as mlp_bench
 from ae_research.config import compose_config
 from ae_research.process import freeze_collector_at_exit
 
@@ -119,28 +119,6 @@ def bench_models(quick: bool, workdir: str, peak: float, bar) -> List[Dict[str, 
   return rows
 
 
-def bench_reference(quick: bool, workdir: str, bar, pairs: int = 1) -> Dict[str, Any]:
-  """The hand-written loop and the framework's trainer on the same data, one device each, in
-  `pairs` alternating pairs (this machine's speed drifts by 10-20% between runs; the median
-  ratio of the pairs is what is reported, with its range)."""
-  from ae_research.config import build  # pylint: disable=g-import-not-at-top
-  overrides = MODELS["mlp_2d"][2 if quick else 1]
-  data = build(compose_config(list(overrides) + COMMON).dataset, "dataset")
-  refs, ours = [], []
-  for i in range(pairs):
-    bar.set_description(f"hand-written reference ({i + 1}/{pairs})")
-    refs.append(time_reference(data.train["image"], epochs=3 if quick else 4, batch_size=data.batch_size))
-    ours.append(_train(list(overrides) + ["trainer.devices=1"] + EXTRA, os.path.join(workdir, f"mlp_reference_{i}")))
-  bar.update()
-  ratios = [o["train/samples_per_s"] / r["samples_per_s"] for o, r in zip(ours, refs)]
-  median = statistics.median
-  return {"dataset": data.name, "num_train": data.num_train, "pairs": pairs,
-          "reference_samples_per_s": median([r["samples_per_s"] for r in refs]),
-          "reference_epoch_s": median([r["epoch_s"] for r in refs]), "reference_compile_s": refs[0]["compile_s"],
-          "framework_samples_per_s": median([o["train/samples_per_s"] for o in ours]),
-          "framework_over_reference": median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
-
-
 def bench_population(quick: bool, workdir: str, sizes: Sequence[int], bar) -> List[Dict[str, Any]]:
   """K members (seeds 0..K-1, learning rates alternating) in one program vs the same K runs one after
   another: steady samples/s of all members together, and wall time of the whole training."""
@@ -211,13 +189,8 @@ def markdown(result: Dict[str, Any]) -> str:
     lines.append(f"| {r['model']} ({r['spec']}) | {r['devices']} | {r['batch_size']} | {r['compile_s']:.2f} | "
                  f"{r['samples_per_s']:,.0f} | {fmt(r['flop_per_s'] and r['flop_per_s'] / 1e9, '.2f')} | "
                  f"{fmt(r['fraction_of_peak'] and 100 * r['fraction_of_peak'], '.1f')} |")
-  ref = result["reference"]
-  lines += ["", f"Hand-written `lax.scan` reference vs the framework (SPEC 1 MLP, {ref['dataset']}, "
-            f"{ref['num_train']} training examples, 1 device): reference {ref['reference_samples_per_s']:,.0f} "
-            f"samples/s ({ref['reference_epoch_s']:.3f} s/epoch), framework {ref['framework_samples_per_s']:,.0f} "
-            f"samples/s: **{ref['framework_over_reference']:.2f}x** the reference (median of {ref['pairs']} "
-            f"alternating pairs; range {ref['ratio_min']:.2f}-{ref['ratio_max']:.2f}x).", "",
-            "| population members K | samples/s, one program | K runs in sequence | ratio | wall s, one program "
+  lines += mlp_bench.markdown(result["mlp"])
+  lines += ["", "| population members K | samples/s, one program | K runs in sequence | ratio | wall s, one program "
             "| wall s, in sequence |", "|---|---|---|---|---|---|"]
   for r in result["population"]:
     lines.append(f"| {r['members']} | {r['samples_per_s']:,.0f} | {r['sequential_samples_per_s']:,.0f} | "
@@ -261,7 +234,9 @@ def run_bench(quick: bool = False, out: Optional[str] = None, population_sizes: 
     result["models"] = bench_models(quick, workdir, peak, bar)
     result["conv_impl"] = conv_bench.bench_conv_impls(quick, workdir, _train, pairs=1 if quick else 3, bar=bar)
     bar.update()
-    result["reference"] = bench_reference(quick, workdir, bar, pairs=1 if quick else 5)
+    mlp_overrides = list(MODELS["mlp_2d"][2 if quick else 1]) + COMMON
+    result["mlp"] = mlp_bench.bench_mlp(mlp_overrides, 3 if quick else 4, workdir, _train, pairs=1 if quick else 5,
+                                        bar=bar)
     result["population"] = bench_population(quick, workdir, sizes, bar)
     result["end_to_end"] = bench_end_to_end(quick, workdir, bar)
     result["metrics"] = metric_times.bench_metrics(500 if quick else 10_000)
