@@ -91,3 +91,13 @@ def test_torch_spec_refuses_what_the_torch_script_does_not_build():
     generative.torch_spec(compose_config(["experiment=beta_vae", "model/backbone=mlp", "dataset=digits"]))
   with pytest.raises(ConfigError, match="does not implement likelihood GaussianLikelihood"):
     generative.torch_spec(compose_config(["experiment=beta_vae", "model/likelihood=gaussian"] + base))
+
+
+def test_a_missing_torch_python_skips_the_pytorch_rows_with_the_reason(tmp_path, monkeypatch):
+  from ae_research.bench.conv import torch_python  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("AE_BENCH_TORCH_PYTHON", str(tmp_path / "no-such-python"))
+  python, why = torch_python()
+  if python is None:  # This Python has no torch either.
+    assert "nor by $AE_BENCH_TORCH_PYTHON" in why
+  else:
+    assert python != str(tmp_path / "no-such-python") and why is None

@@ -23,7 +23,10 @@ def torch_python() -> tuple:
   """(a Python that imports torch, None) or (None, why not)."""
   candidates = [os.environ["AE_BENCH_TORCH_PYTHON"]] if os.environ.get("AE_BENCH_TORCH_PYTHON") else []
   for python in candidates + [sys.executable]:
-    ok = subprocess.run([python, "-c", "import torch"], capture_output=True, check=False).returncode == 0
+    try:
+      ok = subprocess.run([python, "-c", "import torch"], capture_output=True, check=False).returncode == 0
+    except OSError:  # $AE_BENCH_TORCH_PYTHON names no executable: the reason below says so.
+      ok = False
     if ok:
       return python, None
   return None, ("torch is not importable by this Python" + (" nor by $AE_BENCH_TORCH_PYTHON" if candidates else "")
