@@ -33,14 +33,19 @@ def torch_python() -> tuple:
                 + "; set AE_BENCH_TORCH_PYTHON to a Python with torch for the PyTorch rows")
 
 
+def run_torch_script(python: str, script: str, *args) -> Dict[str, Any]:
+  """The JSON line a bench/torch_*.py script prints last, run by `python` (one with torch) with `args`."""
+  out = subprocess.run([python, "-W", "ignore", script, *map(str, args)], capture_output=True, text=True, check=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def time_torch(python: str, images: np.ndarray, channels: Sequence[int], steps: int, batch_size: int,
                flush_denormal: bool, workdir: str) -> Dict[str, Any]:
   path = os.path.join(workdir, "torch_images.npy")
   if not os.path.exists(path):
     np.save(path, np.asarray(images, np.float32))
-  out = subprocess.run([python, "-W", "ignore", TORCH_SCRIPT, path, ",".join(map(str, channels)), str(steps),
-                        str(batch_size), str(int(flush_denormal))], capture_output=True, text=True, check=True)
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return run_torch_script(python, TORCH_SCRIPT, path, ",".join(map(str, channels)), steps, batch_size,
+                          int(flush_denormal))
 
 
 def bench_conv_impls(quick: bool, workdir: str, train: Callable[[Sequence[str], str], Dict[str, Any]],

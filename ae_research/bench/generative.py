@@ -10,12 +10,11 @@ import json
 import math
 import os
 import statistics
-import subprocess
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ae_research.bench.conv import torch_python
+from ae_research.bench.conv import run_torch_script, torch_python
 from ae_research.errors import ConfigError
 
 TORCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_generative.py")
@@ -100,9 +99,7 @@ def save_images(data, count: int, path: str) -> None:
 
 
 def time_torch(python: str, images: str, spec_path: str, steps: int, flush_denormal: bool) -> Dict[str, Any]:
-  out = subprocess.run([python, "-W", "ignore", TORCH_SCRIPT, images, spec_path, str(steps),
-                        str(int(flush_denormal))], capture_output=True, text=True, check=True)
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return run_torch_script(python, TORCH_SCRIPT, images, spec_path, steps, int(flush_denormal))
 
 
 def bench_generative(quick: bool, workdir: str, train: Callable[[Sequence[str], str], Dict[str, Any]],

@@ -29,7 +29,8 @@ IGNORED = ("trainer.epochs", "trainer.max_steps", "trainer.resume", "trainer.dev
            "trainer.eval_every_epochs", "trainer.eval_every_steps", "trainer.checkpoint_every_epochs",
            "trainer.checkpoint_every_steps", "trainer.checkpoint_min_interval_s", "trainer.keep_checkpoints",
            "trainer.eval_batch_size", "trainer.figures", "trainer.figure_examples", "trainer.compilation_cache",
-           "trainer.compiler_options", "trainer.compiler_options.", "trainer.share_program", "trainer.scan_unroll", "trainer.distributed.", "logger.", "evaluation.",
+           "trainer.compiler_options", "trainer.compiler_options.", "trainer.share_program", "trainer.scan_unroll",
+           "trainer.distributed.", "logger.", "evaluation.",
            "name", "objective_metric", "dataset.data_dir", "dataset.tfds_data_dir", "dataset.download",
            "dataset.on_device")
 _OPTIMIZER = re.compile(r"^(?:optimizer|param_groups\.[^.]+\.optimizer)\.([^.]+)$")

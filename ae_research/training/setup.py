@@ -145,13 +145,21 @@ def compiler_options(tcfg: DictConfig) -> Tuple[Tuple[str, Any], ...]:
   for name, value in options.items():
     if not isinstance(value, (bool, int, float, str)):
       raise ConfigError(f"trainer.compiler_options.{name}={value!r}: XLA options take a bool, number or string")
-  if options:  # XLA checks names and values when it compiles: here, on a one-op program, not after set-up.
-    try:
-      jax.jit(lambda x: x + 1, compiler_options=options).lower(jnp.float32(0)).compile()
-    except jax.errors.JaxRuntimeError as e:
-      raise ConfigError(f"trainer.compiler_options: {str(e).splitlines()[0].removeprefix('INVALID_ARGUMENT: ')}"
-                        "; see XLA's DebugOptions for the names and types") from None
-  return tuple(sorted(options.items()))
+  pairs = tuple(sorted(options.items()))
+  if pairs:
+    _check_with_xla(pairs)
+  return pairs
+
+
+@functools.lru_cache(maxsize=16)
+def _check_with_xla(options: Tuple[Tuple[str, Any], ...]) -> None:
+  """XLA checks names and values when it compiles: here, once per set of options (not once per population
+  member), on a one-op program, and not after set-up."""
+  try:
+    jax.jit(lambda x: x + 1, compiler_options=dict(options)).lower(jnp.float32(0)).compile()
+  except jax.errors.JaxRuntimeError as e:
+    raise ConfigError(f"trainer.compiler_options: {str(e).splitlines()[0].removeprefix('INVALID_ARGUMENT: ')}"
+                      "; see XLA's DebugOptions for the names and types") from None
 
 
 def make_plan(tcfg: DictConfig, data, eval_batch_size: int) -> Plan:
