@@ -63,3 +63,17 @@ def test_imports_go_down_the_layers_and_packages_never_import_each_other_both_wa
 @pytest.mark.parametrize("module, path", sorted(_modules()))
 def test_modules_are_readable_in_one_sitting(module, path):
   assert sum(1 for _ in open(path)) <= MAX_LINES, module
+
+
+@pytest.mark.slow  # A fresh interpreter.
+def test_a_runs_config_checks_import_no_scikit_learn():
+  """Checking every `_target_` imports the modules it names, the metrics' among them: scikit-learn (about
+  a second of every run's start-up) is imported by the metrics that fit with it, when they run."""
+  import subprocess
+  import sys
+  code = ("import sys\nfrom ae_research.config import compose_config\nfrom ae_research.config.build import validate_config\n"
+          "cfg = compose_config(['evaluation.evaluators=[default,mig,dci,sap,factor_vae_score,beta_vae_score]'])\n"
+          "validate_config(cfg)\nimport ae_research.metrics.disentanglement, ae_research.metrics.ground_truth\n"
+          "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+  assert out.strip() == "[]"

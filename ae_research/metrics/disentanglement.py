@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from sklearn import ensemble, svm
 
 # Rows per joint-histogram block: memory stays at (block x D x bins) however many examples.
 HISTOGRAM_BLOCK = 4096
@@ -180,15 +179,19 @@ def _forest(seed: int, num_codes: int):
   # closest to dlib's boosted trees on DCI (see `dci`). At least 3 dimensions per split: with fewer, a
   # node may see none of the informative ones and credit a useless one (3-dimensional identity codes
   # scored 0.93 with 1 per split, 1.0 with 3, as boosted trees do).
+  from sklearn import ensemble  # pylint: disable=g-import-not-at-top  (scikit-learn: ~1 s, only for DCI/SAP)
   return ensemble.RandomForestClassifier(n_estimators=10, max_depth=8, min_samples_leaf=20,
                                          max_features=min(num_codes, max(3, num_codes // 2)), n_jobs=-1,
                                          random_state=seed)
 
 
-IMPORTANCE_MODELS: Dict[str, Callable[[int, int], object]] = {
-    "gbt": lambda seed, num_codes: ensemble.GradientBoostingClassifier(random_state=seed),  # dlib's, exactly.
-    "forest": _forest,
-}
+def _boosted_trees(seed: int, num_codes: int):
+  del num_codes
+  from sklearn import ensemble  # pylint: disable=g-import-not-at-top
+  return ensemble.GradientBoostingClassifier(random_state=seed)  # dlib's, exactly.
+
+
+IMPORTANCE_MODELS: Dict[str, Callable[[int, int], object]] = {"gbt": _boosted_trees, "forest": _forest}
 
 
 @jax.jit
@@ -287,6 +290,7 @@ def sap(train_codes, train_factors, test_codes, test_factors,
     train_factors, test_factors = _labels(train_factors, "train_factors"), _labels(test_factors, "test_factors")
     train_codes, test_codes = np.asarray(train_codes), np.asarray(test_codes)
     matrix = np.zeros((train_codes.shape[1], train_factors.shape[1]))
+    from sklearn import svm  # pylint: disable=g-import-not-at-top
     for d in range(train_codes.shape[1]):
       for k in range(train_factors.shape[1]):
         model = svm.LinearSVC(C=0.01, class_weight="balanced").fit(train_codes[:, d:d + 1], train_factors[:, k])

@@ -19,7 +19,6 @@ from typing import Callable, Dict, Optional, Protocol, Sequence, Tuple, runtime_
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn import linear_model
 
 
 @runtime_checkable
@@ -173,6 +172,7 @@ def beta_vae_score(represent: Callable, sampler: GroundTruthSampler, rng: np.ran
   one random factor; scikit-learn's default `LogisticRegression` predicts that factor, fitted on
   `num_train` points and scored on `num_eval`. The score is "eval_accuracy".
   """
+  from sklearn import linear_model  # pylint: disable=g-import-not-at-top  (~1 s: only this score needs it)
   train_x, train_y = _beta_vae_points(represent, sampler, rng, batch_size, num_train, chunk_size)
   model = linear_model.LogisticRegression(random_state=int(rng.integers(2**31))).fit(train_x, train_y)
   eval_x, eval_y = _beta_vae_points(represent, sampler, rng, batch_size, num_eval, chunk_size)
