@@ -1,6 +1,8 @@
 """The step functions and the compiled programs, under jit: a chunk equals its steps (also across
 an epoch boundary), epoch orders are permutations, update masks freeze, masked evaluation
 ignores padding, and a one-member population is the single-run program."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
-from ae_research.batched import batch_split, masked_mean, scan, scan_batches
+from ae_research.batched import batch_split, eval_pieces, masked_sum, scan, scan_batches
 from ae_research.models import StackedAutoencoder
 from ae_research.sharding import make_mesh, put_replicated
 from ae_research.state import create_train_state, split_model, step_key
@@ -126,13 +128,32 @@ def test_masked_evaluation_ignores_padded_rows():
   def evaluate(batches):
     per_batch = scan_batches(lambda b, r: loss_fn(params, model_state, b, r)[1][0], batches, mesh,
                              jax.random.PRNGKey(0))
-    return masked_mean(per_batch, batches)
+    sums, rows = masked_sum(per_batch, batches)
+    return {k: v / rows for k, v in sums.items()}
 
   exact = evaluate(batch_split({"image": x}, 10))  # One batch, no padding.
   padded = evaluate(batch_split({"image": x}, 16))  # One batch with 6 zero rows.
   assert batch_split({"image": x}, 16)["mask"].sum() == 10
   for key in ("sq", "kl", "loss"):
     assert float(padded[key]) == pytest.approx(float(exact[key]), rel=1e-6), key
+
+
+def test_an_evaluation_in_one_batch_pieces_equals_the_evaluation_in_one_program(make_cfg):
+  """Unrolled, eval/* runs one test batch per program (bounded memory); each batch draws the same noise
+  as in the one-program loop, and the rows-weighted sums give the same means."""
+  s = setup(make_cfg(["model.hidden=[16]", "trainer.scan_unroll=rolled", "corruption=gaussian",
+                      "trainer.eval_batch_size=96"]), devices=1)
+  pieced = dataclasses.replace(s, unroll=True)
+  assert s.data.num_test % 96 != 0  # A padded last batch: its mask must weigh the means.
+  whole, per_batch = Programs([s], [0]), Programs([pieced], [0])
+  assert len(whole.test_pieces) == 1 and len(per_batch.test_pieces) == -(-s.data.num_test // 96) > 1
+  state = put_replicated(create_train_state(s.params, s.model_state, s.tx, 0), s.mesh)
+  a, b = whole.evaluate(state)[0], per_batch.evaluate(state)[0]
+  assert set(a) == set(b) and "eval/loss" in a
+  for key in a:
+    assert b[key] == pytest.approx(a[key], rel=1e-5), key
+  pieces = eval_pieces(batch_split({"image": np.zeros((5, 2))}, 2), unroll=True)
+  assert [p["mask"].tolist() for p in pieces] == [[[1, 1]], [[1, 1]], [[1, 0]]]
 
 
 def test_one_member_population_program_equals_the_single_run_program(make_cfg):

@@ -26,7 +26,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from ae_research.batched import batch_split, masked_mean, scan, scan_batches
+from ae_research.batched import batch_split, eval_pieces, masked_sum, scan, scan_batches
 from ae_research.errors import ConfigError
 from ae_research.training import sharing as members_lib
 from ae_research.sharding import (DATA_AXIS, POPULATION_AXIS, member_sharded, put, put_replicated, replicated,
@@ -87,12 +87,13 @@ class Programs:
     self.streamed = not s0.on_device
     self.train = None if self.streamed else put_replicated(rows, self.mesh)
     self._host_rows, self._stream = rows, None
-    self.test = put_replicated(batch_split(s0.data.test, self.plan.eval_batch_size), self.mesh)
+    self.test_pieces = [put_replicated(piece, self.mesh) for piece in eval_pieces(
+        batch_split(s0.data.test, self.plan.eval_batch_size), s0.unroll)]
     self.hps = self._place({w: {p: v for p, v in paths.items()} for w, paths in self.varying.items()}, stacked_host=True)
     self.eval_rngs = self._place([np.asarray(jax.random.PRNGKey(seed + 1)) for seed in seeds])
     self._order = _order_program(s0.data.num_train, self.plan.batch_size, self.stacked, self.state_sharding)
     self._options = dict(s0.compiler_options) or None
-    self._evaluate = jax.jit(self._members(self._evaluate_member, (0, 0, 0, 0, 0, None)),
+    self._evaluate = jax.jit(self._members(self._evaluate_member, (0, 0, 0, 0, 0, None, None)),
                              out_shardings=replicated(self.mesh), compiler_options=self._options)
     self._member_state = jax.jit(lambda states, i: jax.tree.map(lambda x: x[i], states),
                                  out_shardings=replicated(self.mesh))
@@ -143,11 +144,12 @@ class Programs:
       batch = self.s0.augment(jax.random.fold_in(key, AUGMENT_STREAM), batch)
     return step(state, batch, key)
 
-  def _evaluate_member(self, params, model_state, step, rng, hp, test):
+  def _evaluate_member(self, params, model_state, step, rng, hp, test, first):
+    """Sums over one piece of the test batches (from batch `first`): the metrics weighted by real rows, and the rows."""
     loss_fn = self._loss_fn(hp, train=False)  # The model's state is read, not updated.
     per_batch = scan_batches(lambda batch, r: loss_fn(params, model_state, batch, r, step)[1][0], test, self.mesh, rng,
-                             self.s0.unroll)
-    return masked_mean(per_batch, test)
+                             self.s0.unroll, first=first)
+    return masked_sum(per_batch, test)
 
   def _chunk(self, length: int, crosses_epochs: bool):
     """`length` steps unrolled; rolled, a loop of a traced number of steps up to `length` (its metrics
@@ -275,10 +277,18 @@ class Programs:
       return
     t = time.perf_counter()
     self._evaluate = self._evaluate.lower(states.params, states.model_state, states.step, self.eval_rngs, self.hps,
-                                          self.test).compile()
+                                          self.test_pieces[0], jnp.int32(0)).compile()
     self.compile_s += time.perf_counter() - t
 
   def evaluate(self, states: TrainState) -> List[Dict[str, float]]:
-    """Each member's eval/* metrics: its objective on the (corrupted, as in training) test split."""
-    metrics = self._evaluate(states.params, states.model_state, states.step, self.eval_rngs, self.hps, self.test)
-    return [{f"eval/{k}": float(v) for k, v in m.items()} for m in self.per_member(metrics)]
+    """Each member's eval/* metrics: its objective on the (corrupted, as in training) test split, summed
+    over the pieces (one program, dispatched back to back) and divided by the real rows on the host."""
+    sums, rows, first = None, None, 0
+    for piece in self.test_pieces:
+      piece_sums, piece_rows = self._evaluate(states.params, states.model_state, states.step, self.eval_rngs,
+                                              self.hps, piece, jnp.int32(first))
+      sums = piece_sums if sums is None else jax.tree.map(jnp.add, sums, piece_sums)
+      rows = piece_rows if rows is None else rows + piece_rows
+      first += piece["mask"].shape[0]
+    return [{f"eval/{k}": float(v) / float(n) for k, v in m.items()}
+            for m, n in zip(self.per_member(sums), self.per_member(rows))]
