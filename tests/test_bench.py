@@ -30,12 +30,13 @@ def test_bench_quick_writes_every_measurement(tmp_path):
     assert row["wall_s"] > row["compile"] + row["train"] > 0 and row["to_first_step"] > 0 and row["eval"] > 0
   conv = saved["conv_impl"]  # PyTorch rows where torch is importable, else the reason they are not there.
   assert conv["auto"]["samples_per_s"] > 0 and conv["xla"]["samples_per_s"] > 0 and conv["auto_over_xla"] > 0
+  assert all(conv[impl]["peak_rss_mib"] > 100 for impl in ("auto", "xla"))  # Each run's own process: JAX alone is more.
   assert (conv["torch"] is None) != (conv["torch_skipped"] is None)
   gen = saved["generative"]  # Both sides' parameter counts where torch is importable: the networks must match.
   assert [r["model"] for r in gen["models"]] == ["vae", "vq_vae", "factor_vae"] and gen["image_shape"] == [16, 16, 1]
   assert (gen["torch_skipped"] is None) == all(r["torch"] is not None for r in gen["models"])
   for row in gen["models"]:
-    assert row["params"] > 0 and row["samples_per_s"] > 0 and row["compile_s"] > 0
+    assert row["params"] > 0 and row["samples_per_s"] > 0 and row["compile_s"] > 0 and row["peak_rss_mib"] > 100
     assert math.isfinite(row["samples_per_s"]) and row["all_samples_per_s"] == [row["samples_per_s"]]
     if row["torch"] is not None:
       assert row["torch_params"] == row["params"] and row["ours_over_torch_flush"] > 0
@@ -47,12 +48,29 @@ def test_bench_quick_writes_every_measurement(tmp_path):
   assert grid["samples_per_s_ratio"] > 0 and grid["wall_ratio"] > 0
   table = (tmp_path / "bench.md").read_text()
   assert "| vq_vae (" in table and "ours / PyTorch-flush" in table and "β grid" in table
-  assert "model.conv_impl=auto" in table
+  assert "model.conv_impl=auto" in table and "peak RSS MiB" in table
   assert "| mlp_2d" in table and "population members K" in table and "`ae-train` subprocess, default logging" in table
   assert "End to end" in table and "| warm |" in table
   assert [r["metric"] for r in saved["metrics"]][:2] == ["disent/mig", "disent/modularity"]
   assert all(r["samples"] == 500 and r["seconds"] > 0 for r in saved["metrics"])
   assert "| disent/mig | 500 |" in table and "| samples/fid | 500 |" in table
+
+
+def test_a_rows_peak_memory_is_its_own_process_high_water_mark():
+  """The bench's peak RSS comes from the exited child (wait4): a child that touches 300 MiB reports at
+  least that, one that allocates nothing far less, whatever this process holds."""
+  import subprocess
+  import sys
+  from ae_research.bench.processes import run_json_script, run_measured
+  big = "import numpy as np; a = np.ones(300 * 2**20 // 8); print('{\"n\": %d}' % a.size)"
+  out, peak_big = run_measured([sys.executable, "-c", big])
+  _, peak_small = run_measured([sys.executable, "-c", "pass"])
+  assert out.strip() == '{"n": 39321600}' and peak_big >= 300 > peak_small > 0
+  with pytest.raises(subprocess.CalledProcessError):
+    run_measured([sys.executable, "-c", "raise SystemExit(3)"])
+  script = __file__.replace("test_bench.py", "conftest.py")  # Any Python file that prints no JSON would fail:
+  with pytest.raises(ValueError):  # a script's last line must be its JSON result.
+    run_json_script(sys.executable, script)
 
 
 def test_compare_needs_runs(tmp_path):

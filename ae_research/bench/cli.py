@@ -39,6 +39,7 @@ from ae_research.bench import conv as conv_bench
 from ae_research.bench import generative
 from ae_research.bench import metric_times
 from ae_research.bench import mlp as mlp_bench
+from ae_research.bench import processes
 from ae_research.config import compose_config
 from ae_research.process import freeze_collector_at_exit
 
@@ -97,6 +98,11 @@ def step_flops(cfg) -> Optional[float]:
 def _train(overrides: Sequence[str], workdir: str) -> Dict[str, Any]:
   from ae_research.training import train_and_evaluate  # pylint: disable=g-import-not-at-top
   return train_and_evaluate(compose_config(list(overrides) + COMMON), workdir)
+
+
+def _train_alone(overrides: Sequence[str], workdir: str) -> Dict[str, Any]:
+  """`_train` in a process of its own: the summary and the run's peak memory (`peak_rss_mib`)."""
+  return processes.train_in_process_of_its_own(list(overrides) + COMMON, workdir)
 
 
 def bench_models(quick: bool, workdir: str, peak: float, bar) -> List[Dict[str, Any]]:
@@ -224,15 +230,15 @@ def run_bench(quick: bool = False, out: Optional[str] = None, population_sizes: 
                         f"{os.cpu_count()} CPU cores, {platform.machine()}",
               "jax": jax.__version__, "peak_matmul_n": 1024 if jax.default_backend() == "cpu" else 8192,
               "peak_flop_per_s": peak}
-    # First: the other rows' runs turn on the persistent compilation cache for the rest of the process, and
-    # these rows' compile seconds are meant as cold compiles (their full runs ask for no cache; only
-    # $JAX_COMPILATION_CACHE_DIR, as the test suite sets it, turns it on before they run).
-    result["generative"] = generative.bench_generative(quick, workdir, _train, rounds=1 if quick else 2, bar=bar)
+    # First (the β grid trains in this process, and its runs turn on the persistent compilation cache for the
+    # rest of it): the generative and conv rows run in processes of their own (their peak memory is theirs),
+    # and their full runs ask for no cache, so their compile seconds are cold compiles.
+    result["generative"] = generative.bench_generative(quick, workdir, _train_alone, rounds=1 if quick else 2, bar=bar)
     bar.update()
     result["beta_grid"] = beta_grid.bench_beta_grid(quick, workdir, COMMON, bar)
     bar.update()
     result["models"] = bench_models(quick, workdir, peak, bar)
-    result["conv_impl"] = conv_bench.bench_conv_impls(quick, workdir, _train, pairs=1 if quick else 3, bar=bar)
+    result["conv_impl"] = conv_bench.bench_conv_impls(quick, workdir, _train_alone, pairs=1 if quick else 3, bar=bar)
     bar.update()
     mlp_overrides = list(MODELS["mlp_2d"][2 if quick else 1]) + COMMON
     result["mlp"] = mlp_bench.bench_mlp(mlp_overrides, 3 if quick else 4, workdir, _train, pairs=1 if quick else 5,

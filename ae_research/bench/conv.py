@@ -1,9 +1,9 @@
 """The conv AE's convolutions (issue 27): `model.conv_impl=auto` (models/conv_ops) against `xla` (the flax
 modules) through the framework's trainer, in alternating pairs, and the same network in PyTorch eager
 (with and without `torch.set_flush_denormal(True)`) where a Python with torch is at hand: this one, or
-$AE_BENCH_TORCH_PYTHON. PyTorch runs in a subprocess, between the pairs, on the same training images.
+$AE_BENCH_TORCH_PYTHON. PyTorch runs in a subprocess, between the pairs, on the same training images; `ae-bench`
+runs ours in processes of their own too (bench/processes.py), so that every row has its own peak memory.
 """
-import json
 import os
 import statistics
 import subprocess
@@ -11,6 +11,8 @@ import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+
+from ae_research.bench.processes import run_json_script
 
 IMPLS = ("auto", "xla")
 # (overrides, steps): the default conv AE on Fashion-MNIST; --quick: 8x8 digits, narrow, a few steps.
@@ -33,18 +35,12 @@ def torch_python() -> tuple:
                 + "; set AE_BENCH_TORCH_PYTHON to a Python with torch for the PyTorch rows")
 
 
-def run_torch_script(python: str, script: str, *args) -> Dict[str, Any]:
-  """The JSON line a bench/torch_*.py script prints last, run by `python` (one with torch) with `args`."""
-  out = subprocess.run([python, "-W", "ignore", script, *map(str, args)], capture_output=True, text=True, check=True)
-  return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def time_torch(python: str, images: np.ndarray, channels: Sequence[int], steps: int, batch_size: int,
                flush_denormal: bool, workdir: str) -> Dict[str, Any]:
   path = os.path.join(workdir, "torch_images.npy")
   if not os.path.exists(path):
     np.save(path, np.asarray(images, np.float32))
-  return run_torch_script(python, TORCH_SCRIPT, path, ",".join(map(str, channels)), steps, batch_size,
+  return run_json_script(python, TORCH_SCRIPT, path, ",".join(map(str, channels)), steps, batch_size,
                           int(flush_denormal))
 
 
@@ -73,13 +69,15 @@ def bench_conv_impls(quick: bool, workdir: str, train: Callable[[Sequence[str], 
   for impl in IMPLS:
     result[impl] = {"samples_per_s": median(runs[impl], "train/samples_per_s"),
                     "compile_s": median(runs[impl], "time/compile_s"),
+                    "peak_rss_mib": median(runs[impl], "peak_rss_mib") if "peak_rss_mib" in runs[impl][0] else None,
                     "all_samples_per_s": [r["train/samples_per_s"] for r in runs[impl]]}
   result["auto_over_xla"] = statistics.median(a["train/samples_per_s"] / x["train/samples_per_s"]
                                               for a, x in zip(runs["auto"], runs["xla"]))
   if python:
     result["torch"] = {("flush_denormal" if flush else "default"): {
         "samples_per_s": median(rows, "samples_per_s"), "all_samples_per_s": [r["samples_per_s"] for r in rows],
-        "version": rows[0]["version"], "threads": rows[0]["threads"]} for flush, rows in torch_runs.items()}
+        "peak_rss_mib": median(rows, "peak_rss_mib"), "version": rows[0]["version"], "threads": rows[0]["threads"]}
+        for flush, rows in torch_runs.items()}
   return result
 
 
@@ -88,12 +86,14 @@ def markdown(conv: Optional[Dict[str, Any]]) -> List[str]:
     return []
   lines = ["", f"Conv AE {conv['channels']} on {conv['dataset']} (batch {conv['batch_size']}, {conv['steps']} steps, "
            f"median of {conv['pairs']} alternating rounds): samples/s and compile s.", "",
-           "| convolutions | samples/s | compile s |", "|---|---|---|"]
+           "| convolutions | samples/s | compile s | peak RSS MiB |", "|---|---|---|---|"]
+  mib = lambda row: "–" if row.get("peak_rss_mib") is None else f"{row['peak_rss_mib']:,.0f}"
   for impl in IMPLS:
-    lines.append(f"| model.conv_impl={impl} | {conv[impl]['samples_per_s']:,.0f} | {conv[impl]['compile_s']:.1f} |")
+    lines.append(f"| model.conv_impl={impl} | {conv[impl]['samples_per_s']:,.0f} | {conv[impl]['compile_s']:.1f} | "
+                 f"{mib(conv[impl])} |")
   for name, row in (conv["torch"] or {}).items():
     lines.append(f"| PyTorch {row['version']} eager ({name.replace('_', ' ')}, {row['threads']} threads) | "
-                 f"{row['samples_per_s']:,.0f} | – |")
+                 f"{row['samples_per_s']:,.0f} | – | {mib(row)} |")
   lines.append(f"\nauto / xla: {conv['auto_over_xla']:.2f}x (median of the pairs' ratios)."
                + (f" PyTorch rows skipped: {conv['torch_skipped']}." if conv["torch_skipped"] else ""))
   return lines

@@ -14,7 +14,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ae_research.bench.conv import run_torch_script, torch_python
+from ae_research.bench.conv import torch_python
+from ae_research.bench.processes import run_json_script
 from ae_research.errors import ConfigError
 
 TORCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_generative.py")
@@ -99,7 +100,7 @@ def save_images(data, count: int, path: str) -> None:
 
 
 def time_torch(python: str, images: str, spec_path: str, steps: int, flush_denormal: bool) -> Dict[str, Any]:
-  return run_torch_script(python, TORCH_SCRIPT, images, spec_path, steps, int(flush_denormal))
+  return run_json_script(python, TORCH_SCRIPT, images, spec_path, steps, int(flush_denormal))
 
 
 def bench_generative(quick: bool, workdir: str, train: Callable[[Sequence[str], str], Dict[str, Any]],
@@ -143,13 +144,14 @@ def bench_generative(quick: bool, workdir: str, train: Callable[[Sequence[str], 
     row = {"model": name, "what": what, "batch_size": cfgs[name].dataset.batch_size,
            "params": param_count(cfgs[name], shape), "torch_params": None, "samples_per_s": median(rates),
            "all_samples_per_s": rates, "compile_s": ours[name][0]["time/compile_s"], "torch": None,
+           "peak_rss_mib": median(r["peak_rss_mib"] for r in ours[name]) if "peak_rss_mib" in ours[name][0] else None,
            "ours_over_torch_flush": None}
     if python:
       runs = theirs[name]
       row["torch_params"] = runs[False][0]["params"]
       row["torch"] = {("flush_denormal" if flush else "default"): {
           "samples_per_s": median(r["samples_per_s"] for r in rs), "all_samples_per_s": [r["samples_per_s"] for r in rs],
-          "version": rs[0]["version"], "threads": rs[0]["threads"]} for flush, rs in runs.items()}
+          "peak_rss_mib": median(r["peak_rss_mib"] for r in rs), "version": rs[0]["version"], "threads": rs[0]["threads"]} for flush, rs in runs.items()}
       row["ours_over_torch_flush"] = median(o / t["samples_per_s"] for o, t in zip(rates, runs[True]))
     rows.append(row)
   return {"dataset": cfgs["vae"].dataset.name, "image_shape": list(shape), "steps": steps, "rounds": rounds,
@@ -172,7 +174,8 @@ def markdown(gen: Optional[Dict[str, Any]]) -> List[str]:
            f"steps; median of {gen['rounds']} alternating rounds; ours: the trainer's samples/s over every step "
            f"after compilation, PyTorch: after {TORCH_WARMUP} warm-up steps; compile s: the first round's):", "",
            "| model | batch | parameters (ours / PyTorch) | ours samples/s | compile s | PyTorch (default) "
-           "| PyTorch (flush denormal) | ours / PyTorch-flush |", "|---|---|---|---|---|---|---|---|"]
+           "| PyTorch (flush denormal) | ours / PyTorch-flush | peak RSS MiB (ours / PyTorch flush) |",
+           "|---|---|---|---|---|---|---|---|---|"]
   fmt = lambda v, f: "–" if v is None else format(v, f)
   for r in gen["models"]:
     t = r["torch"] or {}
@@ -180,7 +183,8 @@ def markdown(gen: Optional[Dict[str, Any]]) -> List[str]:
                  f"| {r['samples_per_s']:,.0f} | {r['compile_s']:.1f} "
                  f"| {fmt(t.get('default', {}).get('samples_per_s'), ',.0f')} "
                  f"| {fmt(t.get('flush_denormal', {}).get('samples_per_s'), ',.0f')} "
-                 f"| {fmt(r['ours_over_torch_flush'], '.2f')}{'x' if r['ours_over_torch_flush'] else ''} |")
+                 f"| {fmt(r['ours_over_torch_flush'], '.2f')}{'x' if r['ours_over_torch_flush'] else ''} "
+                 f"| {fmt(r.get('peak_rss_mib'), ',.0f')} / {fmt(t.get('flush_denormal', {}).get('peak_rss_mib'), ',.0f')} |")
   if gen["torch_skipped"]:
     return lines + ["", f"PyTorch rows skipped: {gen['torch_skipped']}."]
   first = gen["models"][0]["torch"]["default"]

@@ -15,7 +15,8 @@ from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 
-from ae_research.bench.conv import run_torch_script, torch_python
+from ae_research.bench.conv import torch_python
+from ae_research.bench.processes import run_json_script
 from ae_research.bench.reference import time_reference
 
 TORCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_mlp.py")
@@ -37,7 +38,7 @@ def time_torch(python: str, images: np.ndarray, epochs: int, batch_size: int, fl
   path = os.path.join(workdir, "torch_mlp_images.npy")
   if not os.path.exists(path):
     np.save(path, np.asarray(images, np.float32).reshape(len(images), -1))
-  return run_torch_script(python, TORCH_SCRIPT, path, epochs, batch_size, int(flush))
+  return run_json_script(python, TORCH_SCRIPT, path, epochs, batch_size, int(flush))
 
 
 def bench_mlp(overrides: Sequence[str], epochs: int, workdir: str, train: Callable[[Sequence[str], str], Dict],
