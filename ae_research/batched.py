@@ -87,9 +87,9 @@ def _program(graphdef: nnx.GraphDef, mesh: Mesh, unroll: bool, fn: Callable, sta
   so every caller with the same ones shares it and jit compiles once per shape."""
   kwargs = dict(static)
 
-  def apply_batches(params, batches, rng, extra):  # Named in profiles and HLO dumps.
+  def apply_batches(params, batches, rng, extra, first):  # Named in profiles and HLO dumps.
     model = nnx.merge(graphdef, params)
-    return scan_batches(lambda batch, r: fn(model, batch, r, extra, **kwargs), batches, mesh, rng, unroll)
+    return scan_batches(lambda batch, r: fn(model, batch, r, extra, **kwargs), batches, mesh, rng, unroll, first)
 
   return jax.jit(apply_batches, compiler_options=dict(options) or None)
 
@@ -112,10 +112,14 @@ class BatchedApply:
 
   def __call__(self, fn: Callable, params, split: Dict[str, np.ndarray], rng: Optional[jax.Array] = None,
                extra: Any = None, **settings) -> Any:
-    """Host outputs of `fn` for every real example of `split`."""
-    batches = put_replicated(batch_split(split, self.batch_size), self.mesh)
+    """Host outputs of `fn` for every real example of `split` (unrolled: one batch per program run, as
+    `eval_pieces` says why; batch i draws from fold_in(rng, i) either way)."""
+    program, first, outputs = self.program(fn, **settings), 0, []
     rng = jax.random.PRNGKey(0) if rng is None else rng
-    out = self.program(fn, **settings)(params, batches, rng, extra)
+    for piece in eval_pieces(batch_split(split, self.batch_size), self.unroll):
+      outputs.append(program(params, put_replicated(piece, self.mesh), rng, extra, jnp.int32(first)))
+      first += len(piece["mask"])
+    out = outputs[0] if len(outputs) == 1 else jax.tree.map(lambda *o: jnp.concatenate(o), *outputs)
     return unbatch(out, len(split["image"]))
 
   def images(self, fn: Callable, params, images: np.ndarray, **settings) -> Any:

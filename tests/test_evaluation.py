@@ -125,6 +125,20 @@ def test_iwae_bound_is_tighter_than_the_elbo():
   assert k1 < k5 < k50 < np.mean(many["iwae"]) + 0.05
 
 
+def test_batched_apply_unrolled_in_one_batch_pieces_equals_the_one_program(make_cfg):
+  """Unrolled (conv on CPU), BatchedApply runs one batch per program: the same outputs, noise included."""
+  vae = VAE((4, 4, 1), latent_dim=2, hidden=[16], rngs=nnx.Rngs(0))
+  graphdef, params, model_state = split_model(vae)
+  variables = nnx.merge_state(params, model_state)
+  x = (np.random.default_rng(0).uniform(size=(70, 4, 4, 1)) > 0.5).astype(np.float32)  # 3 batches, one padded.
+  out = [BatchedApply(graphdef, make_mesh(), 32, unroll=unroll)(likelihood.per_example_iwae, variables, {"image": x},
+                                                                 jax.random.PRNGKey(1), samples=3)
+         for unroll in (False, True)]
+  assert out[0]["iwae"].shape == (70,) and len(set(np.round(out[0]["iwae"], 4))) > 1
+  for key in out[0]:
+    np.testing.assert_allclose(out[1][key], out[0][key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
 def test_eval_json_agrees_with_the_training_eval_and_has_probes(make_cfg, tmp_path):
   summary = train_and_evaluate(make_cfg(["trainer.epochs=3", "evaluation.linear_probe.max_train=500",
                                          "evaluation.knn.max_train=500"]), str(tmp_path))
