@@ -25,7 +25,8 @@ MODELS = {  # model label -> (overrides after its experiment, evaluators).
     "wae_mmd": (["experiment=wae_mmd", *CODE], [PRIOR, *BASE]),
     "info_vae": (["experiment=info_vae", *CODE], STOCHASTIC),
     "rae": (["experiment=rae", *CODE], BASE),  # No prior: sampled ex post only (Ghosh et al.).
-    "vamp_vae": (["experiment=vamp_vae", *CODE], STOCHASTIC),
+    # The VAE's objective exactly: the experiment's 60,000-step KL warm-up would leave β at 0.15 after 9,000 steps.
+    "vamp_vae": (["experiment=vamp_vae", *CODE, "loss.warmup_steps.kl=0"], STOCHASTIC),
     "vq_vae": (["experiment=vq_vae"], ["reconstruction", "codebook", "reconstruction_quality"]),
 }
 SEEDS = (0, 1)
@@ -49,8 +50,8 @@ QUICK = ["trainer.max_steps=300", "trainer.eval_every_steps=300", "evaluation.li
          "evaluation.likelihood.max_test=500", "evaluation.sample_quality.num_samples=1000",
          "evaluation.sample_quality_gmm.num_samples=1000", "evaluation.sample_quality_gmm.max_train=2000",
          "evaluation.reconstruction_quality.num_samples=1000"]
-COLUMNS = (("test/mse", "recon. MSE"), ("recon/fid", "recon. FID"), ("samples/fid", "FID N(0,I)"),
-           ("samples_gmm/fid", "FID GMM"), ("samples/precision", "precision N(0,I)"), ("samples/recall", "recall N(0,I)"),
+COLUMNS = (("test/mse", "recon. MSE"), ("recon/fid", "recon. FID"), ("samples/fid", "FID prior"),
+           ("samples_gmm/fid", "FID GMM"), ("samples/precision", "precision prior"), ("samples/recall", "recall prior"),
            ("samples_gmm/precision", "precision GMM"), ("samples_gmm/recall", "recall GMM"),
            ("test/nll_iwae", "IWAE NLL (nats)"), ("test/bits_per_dim", "bits/dim"), ("codes/active_units", "active units"),
            ("codebook/perplexity", "codebook perplexity"))
@@ -75,9 +76,14 @@ def _c(m: Metrics, model: str, key: str, digits: int = 2) -> str:
   return sd.cell(m["derived"]["table"][model], key, digits)
 
 
-def _gmm_lower(m: Metrics) -> List[Tuple[str, bool]]:
+LEARNED_PRIOR = ("vamp_vae",)  # Its prior is a mixture learnt with it, not N(0, I): outside the claim below.
+
+
+def _gmm_lower(m: Metrics, models=None) -> List[Tuple[str, bool]]:
   t = m["derived"]["table"]
-  return [(k, t[k]["samples_gmm/fid"] < t[k]["samples/fid"]) for k in t if "samples/fid" in t[k] and "samples_gmm/fid" in t[k]]
+  models = [k for k in t if k not in LEARNED_PRIOR] if models is None else [k for k in models if k in t]
+  return [(k, t[k]["samples_gmm/fid"] < t[k]["samples/fid"]) for k in models
+          if "samples/fid" in t[k] and "samples_gmm/fid" in t[k]]
 
 
 CLAIMS = [
@@ -102,7 +108,9 @@ CLAIMS = [
           "N(0, I) prior for every model, and a deterministic AE with that sampler is competitive with the VAEs.",
           lambda m: ("FID N(0, I) -> GMM: " + ", ".join(
               f"{k} {_t(m, k, 'samples/fid'):.1f} -> {_t(m, k, 'samples_gmm/fid'):.1f}" for k, _ in _gmm_lower(m))
-              + f"; AE + GMM {_c(m, 'ae', 'samples_gmm/fid')} vs VAE + N(0, I) {_c(m, 'vae', 'samples/fid')}"),
+              + f"; AE + GMM {_c(m, 'ae', 'samples_gmm/fid')} vs VAE + N(0, I) {_c(m, 'vae', 'samples/fid')}"
+              + "".join(f"; not N(0, I), so outside the claim: {k}'s own learnt prior {_t(m, k, 'samples/fid'):.1f} "
+                        f"-> GMM {_t(m, k, 'samples_gmm/fid'):.1f}" for k, _ in _gmm_lower(m, LEARNED_PRIOR))),
           lambda m: both(all(lower for _, lower in _gmm_lower(m)),
                          _t(m, "ae", "samples_gmm/fid") <= _t(m, "vae", "samples/fid"))),
 ]
@@ -113,8 +121,12 @@ def report(metrics: Metrics, run_dirs: Mapping[str, str], report_dir: str) -> Tu
   table = metrics["derived"]["table"]
   lines = ["## Models (mean ± std over seeds; pythae's benchmark columns)", "",
            *sd.markdown_table(table, COLUMNS, digits=2), "",
-           "FID, precision and recall: 10,000 samples against the test images on the features of the framework's "
-           "Fashion-MNIST classifier (not Inception: the papers' FIDs are not on this scale)."]
+           "FID, precision and recall: 10,000 samples (prior: the model's own, N(0, I) but for vamp_vae's "
+           "VampPrior; GMM: a 10-component Gaussian mixture fitted to 10,000 training codes) against the test "
+           "images on the features of the framework's Fashion-MNIST classifier (not Inception: the papers' FIDs are not on this scale).", "",
+           "The figures' titles name the experiment a row's runs start from: the VAE row is `beta_vae` with "
+           "β = 1, the AE row `wae_mmd` without its MMD term. The VampPrior row trains the VAE's objective (its "
+           "experiment's 60,000-step KL warm-up is off: at 9,000 steps it would leave β at 0.15)."]
   figures = {}
   for model in table:
     label = sd.run_label(model, SEEDS[0])
