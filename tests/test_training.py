@@ -201,3 +201,14 @@ def test_compiler_options_reach_the_runs_own_programs(make_cfg, tmp_path):
   modules = {name.split(".")[1] for name in os.listdir(dump) if name.startswith("module_")}
   # The training chunk, the evaluation loss, and the reconstruction evaluator's batched program.
   assert {"jit_train_chunk", "jit__evaluate_member", "jit_apply_batches"} <= modules, sorted(modules)
+
+
+def test_unrolled_convolutions_on_cpu_get_the_memory_minimising_scheduler_unless_the_config_names_one(make_cfg):
+  from ae_research.training.setup import CONV_SCHEDULER, setup  # pylint: disable=g-import-not-at-top
+  conv = ["model=conv", "dataset=digits", "model.channels=[4,8]"]
+  assert CONV_SCHEDULER in setup(make_cfg(conv), devices=1).compiler_options
+  assert CONV_SCHEDULER not in setup(make_cfg(["model.hidden=[16]"]), devices=1).compiler_options
+  assert CONV_SCHEDULER not in setup(make_cfg(conv + ["trainer.scan_unroll=rolled"]), devices=1).compiler_options
+  named = setup(make_cfg(conv + ["++trainer.compiler_options.xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_DEFAULT"]),
+                devices=1).compiler_options
+  assert dict(named)["xla_cpu_scheduler_type"] == "CPU_SCHEDULER_TYPE_DEFAULT"
