@@ -41,4 +41,15 @@ def test_eval_json_is_unchanged_by_the_evaluator_redesign(make_cfg, tmp_path, na
     now = json.load(f)
   assert set(now) - ADDED.get(name, set()) == set(golden)
   for key, want in golden.items():
-    assert now[key] == pytest.approx(want, rel=1e-5, abs=1e-7), key
+    assert now[key] == pytest.approx(want, **_tolerance(key)), key
+
+
+def _tolerance(key: str):
+  """The runs train again here, and another CPU's arithmetic trains a slightly different model: on a
+  2026-12-03 machine the previous stop's code (3895fd0) gave deep_ae_2d's raw-pixel probe 0.8075 against
+  0.8070 (one test image of 2,000), its retrieval precision@1 0.240 against 0.265 (5 of 200 queries) and
+  dae_vincent2008's codes/frac_near_zero 0.853045 against 0.853472. Counted metrics (probes, retrieval)
+  get 0.03 absolute, the rest 1e-3 relative: a redesign that computes another quantity still fails."""
+  if key.startswith(("probe/", "retrieval/")):
+    return {"rel": 1e-3, "abs": 0.03}
+  return {"rel": 1e-3, "abs": 1e-7}
