@@ -40,16 +40,16 @@ def test_eval_json_is_unchanged_by_the_evaluator_redesign(make_cfg, tmp_path, na
   with open(tmp_path / "eval.json") as f:
     now = json.load(f)
   assert set(now) - ADDED.get(name, set()) == set(golden)
+  trained = golden.get("test/mse")
+  if trained is not None and now["test/mse"] != pytest.approx(trained, rel=1e-4):
+    # The run trains again here, and another CPU's arithmetic trains another model: on a 2026-12-03
+    # machine the previous stop's code (3895fd0) gave deep_ae_2d test/mse 0.0381 against 0.0412, and
+    # dae_vincent2008 differed too. The evaluators are then compared with nothing: say so, do not pass.
+    pytest.skip(f"this machine trains another {name} (test/mse {now['test/mse']:.6g} vs the golden "
+                f"{trained:.6g}): the golden eval.json does not apply")
   for key, want in golden.items():
-    assert now[key] == pytest.approx(want, **_tolerance(key)), key
-
-
-def _tolerance(key: str):
-  """The runs train again here, and another CPU's arithmetic trains a slightly different model: on a
-  2026-12-03 machine the previous stop's code (3895fd0) gave deep_ae_2d's raw-pixel probe 0.8075 against
-  0.8070 (one test image of 2,000), its retrieval precision@1 0.240 against 0.265 (5 of 200 queries) and
-  dae_vincent2008's codes/frac_near_zero 0.853045 against 0.853472. Counted metrics (probes, retrieval)
-  get 0.03 absolute, the rest 1e-3 relative: a redesign that computes another quantity still fails."""
-  if key.startswith(("probe/", "retrieval/")):
-    return {"rel": 1e-3, "abs": 0.03}
-  return {"rel": 1e-3, "abs": 1e-7}
+    # Counted metrics flip with borderline examples: deep_ae_2d's raw-pixel probe, which no training
+    # touches, gave 0.8075 against 0.8070 there (one test image of 2,000), and its retrieval precision@1
+    # 0.240 against 0.265 (5 of 200 queries: cosine ranks of 2-D codes tie at the last digits).
+    tolerance = 0.03 if key.startswith("retrieval/") else 2.5e-3 if key.startswith("probe/") else 1e-7
+    assert now[key] == pytest.approx(want, rel=1e-5, abs=tolerance), key
