@@ -151,7 +151,8 @@ def bench_generative(quick: bool, workdir: str, train: Callable[[Sequence[str], 
       row["torch_params"] = runs[False][0]["params"]
       row["torch"] = {("flush_denormal" if flush else "default"): {
           "samples_per_s": median(r["samples_per_s"] for r in rs), "all_samples_per_s": [r["samples_per_s"] for r in rs],
-          "peak_rss_mib": median(r["peak_rss_mib"] for r in rs), "version": rs[0]["version"], "threads": rs[0]["threads"]} for flush, rs in runs.items()}
+          "peak_rss_mib": median(r["peak_rss_mib"] for r in rs), "version": rs[0]["version"],
+          "threads": rs[0]["threads"]} for flush, rs in runs.items()}
       row["ours_over_torch_flush"] = median(o / t["samples_per_s"] for o, t in zip(rates, runs[True]))
     rows.append(row)
   return {"dataset": cfgs["vae"].dataset.name, "image_shape": list(shape), "steps": steps, "rounds": rounds,
@@ -184,7 +185,8 @@ def markdown(gen: Optional[Dict[str, Any]]) -> List[str]:
                  f"| {fmt(t.get('default', {}).get('samples_per_s'), ',.0f')} "
                  f"| {fmt(t.get('flush_denormal', {}).get('samples_per_s'), ',.0f')} "
                  f"| {fmt(r['ours_over_torch_flush'], '.2f')}{'x' if r['ours_over_torch_flush'] else ''} "
-                 f"| {fmt(r.get('peak_rss_mib'), ',.0f')} / {fmt(t.get('flush_denormal', {}).get('peak_rss_mib'), ',.0f')} |")
+                 f"| {fmt(r.get('peak_rss_mib'), ',.0f')} / "
+                 f"{fmt(t.get('flush_denormal', {}).get('peak_rss_mib'), ',.0f')} |")
   if gen["torch_skipped"]:
     return lines + ["", f"PyTorch rows skipped: {gen['torch_skipped']}."]
   first = gen["models"][0]["torch"]["default"]

@@ -123,7 +123,8 @@ def report(metrics: Metrics, run_dirs: Mapping[str, str], report_dir: str) -> Tu
            *sd.markdown_table(table, COLUMNS, digits=2), "",
            "FID, precision and recall: 10,000 samples (prior: the model's own, N(0, I) but for vamp_vae's "
            "VampPrior; GMM: a 10-component Gaussian mixture fitted to 10,000 training codes) against the test "
-           "images on the features of the framework's Fashion-MNIST classifier (not Inception: the papers' FIDs are not on this scale).", "",
+           "images on the features of the framework's Fashion-MNIST classifier (not Inception: the papers' FIDs "
+           "are not on this scale).", "",
            "The figures' titles name the experiment a row's runs start from: the VAE row is `beta_vae` with "
            "β = 1, the AE row `wae_mmd` without its MMD term. The VampPrior row trains the VAE's objective (its "
            "experiment's 60,000-step KL warm-up is off: at 9,000 steps it would leave β at 0.15)."]
