@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from ae_research.data import sources
+from ae_research.data import dataset, sources
 from ae_research.data.idx import read_idx
 from ae_research.data.photos import sample_photos
 from ae_research.data.sklearn_data import digits_arrays, load_digits
@@ -94,7 +94,8 @@ def test_tfds_path_with_mock_data(tmp_path, monkeypatch):
   with tfds.testing.mock_data(num_examples=20, policy=tfds.testing.MockPolicy.USE_CODE):
     data = sources.load_idx_dataset("mnist", batch_size=4, tfds_data_dir=str(tmp_path))
   assert data.image_shape == (28, 28, 1) and data.num_train == 20 and data.num_test == 20
-  assert 0.0 <= data.train["image"].min() and data.train["image"].max() <= 1.0
+  images = np.asarray(data.train["image"])
+  assert 0.0 <= images.min() and images.max() <= 1.0
 
 
 def test_blocks_geometry_and_determinism():
@@ -141,4 +142,8 @@ def test_real_fashion_mnist_from_the_debian_package(monkeypatch):
   assert (data.num_train, data.num_test, data.image_shape) == (60000, 10000, (28, 28, 1))
   np.testing.assert_array_equal(np.bincount(data.train["label"]), [6000] * 10)
   np.testing.assert_array_equal(np.bincount(data.test["label"]), [1000] * 10)
-  assert data.train["image"].min() == -0.5 and data.train["image"].max() == 0.5
+  assert data.train["image"].raw.dtype == np.uint8  # Kept as the bytes stored: a quarter of the memory.
+  images = np.asarray(data.train["image"])
+  assert images.dtype == np.float32 and images.min() == -0.5 and images.max() == 0.5
+  raw = sources.read_idx_splits(sources.SYSTEM_DIRS["fashion_mnist"])["train"][0]
+  np.testing.assert_array_equal(images[..., 0], dataset.scale_pixels(raw, "centered"))

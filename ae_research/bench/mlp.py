@@ -46,13 +46,14 @@ def bench_mlp(overrides: Sequence[str], epochs: int, workdir: str, train: Callab
   """`pairs` rounds of: hand-written loop, trainer in process, `ae-train` subprocess, PyTorch (off, on)."""
   from ae_research.config import build, compose_config  # pylint: disable=g-import-not-at-top
   data = build(compose_config(list(overrides)).dataset, "dataset")
+  images = np.asarray(data.train["image"])  # The hand-written loop and PyTorch read float32 images.
   python, why = torch_python()
   runs: Dict[str, List[float]] = {"reference": [], "framework": [], "cli": [], "torch": [], "torch_flush": []}
   reference_epoch_s, reference_compile_s, torch_info = [], None, None
   for i in range(pairs):
     if bar is not None:
       bar.set_description(f"MLP rows ({i + 1}/{pairs})")
-    ref = time_reference(data.train["image"], epochs=epochs, batch_size=data.batch_size)
+    ref = time_reference(images, epochs=epochs, batch_size=data.batch_size)
     runs["reference"].append(ref["samples_per_s"])
     reference_epoch_s.append(ref["epoch_s"])
     reference_compile_s = reference_compile_s or ref["compile_s"]
@@ -60,7 +61,7 @@ def bench_mlp(overrides: Sequence[str], epochs: int, workdir: str, train: Callab
     runs["framework"].append(train(one, os.path.join(workdir, f"mlp_framework_{i}"))["train/samples_per_s"])
     runs["cli"].append(time_cli(one, os.path.join(workdir, f"mlp_cli_{i}"))["train/samples_per_s"])
     for flush in (False, True) if python else ():
-      row = time_torch(python, data.train["image"], epochs, data.batch_size, flush, workdir)
+      row = time_torch(python, images, epochs, data.batch_size, flush, workdir)
       runs["torch_flush" if flush else "torch"].append(row["samples_per_s"])
       torch_info = {"version": row["version"], "threads": row["threads"], "params": row["params"]}
   median = statistics.median

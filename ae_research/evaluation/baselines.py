@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Mapping, Sequence
 import numpy as np
 
 from ae_research.cache import cache_dir
+from ae_research.data import storage
 from ae_research.run_dir import read_json, write_json
 
 VERSION = 2  # Bump when a baseline's computation changes.
@@ -70,7 +71,7 @@ def pca_mse(train: np.ndarray, test: np.ndarray, dim: int, max_train: int = 20_0
             enabled: bool = True) -> float:
   """PCA reconstruction MSE at `dim` components (SPEC 1's linear baseline)."""
   from ae_research.evaluation import probes  # pylint: disable=g-import-not-at-top
-  train = np.asarray(train)[probes.subset(len(train), max_train, seed)]  # What the fit reads (and the key).
+  train = storage.take(train, probes.subset(len(train), max_train, seed))  # What the fit reads (and the key).
   compute = lambda: {"mse": probes.pca_reconstruction_mse(train, test, dim, max_train=len(train))}
   return cached("pca_mse", {"dim": dim}, [train, test], compute, enabled)["mse"]
 
