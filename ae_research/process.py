@@ -1,4 +1,5 @@
-"""What the command-line entry points share about their own process: a quick exit.
+"""What the command-line entry points share about their own process: a quick exit, and memory
+handed back after compilation.
 
 When a command returns, every file of the run is written and closed, every exit handler
 (W&B's, orbax's, logging's) still has to run, and then the interpreter's garbage collector
@@ -8,6 +9,8 @@ Freezing the collector at exit skips that sweep: the memory goes back to the OS 
 process, and exit handlers, reference-counted clean-up and stream flushing run as before.
 """
 import atexit
+import ctypes
+import functools
 import gc
 
 _registered = False
@@ -19,3 +22,24 @@ def freeze_collector_at_exit() -> None:
   if not _registered:
     atexit.register(gc.freeze)
     _registered = True
+
+
+@functools.lru_cache(maxsize=None)
+def _malloc_trim():
+  try:
+    return ctypes.CDLL("libc.so.6").malloc_trim
+  except (OSError, AttributeError):  # Not glibc (macOS, musl): nothing to hand back this way.
+    return None
+
+
+def release_freed_memory() -> None:
+  """Hands the heap memory freed so far back to the OS (glibc's `malloc_trim`; a no-op elsewhere).
+
+  XLA's compiler frees hundreds of MB once a program is compiled, but glibc keeps them in its
+  arenas, so the process's resident memory stays at the compiler's peak for the whole run: the
+  default conv AE's peak RSS was 1,167-1,221 MiB without a trim after compiling, 935 MiB with one
+  (60 steps, compilation cache off, 2026-12-03). Cheap (milliseconds): called after compilations.
+  """
+  trim = _malloc_trim()
+  if trim is not None:
+    trim(0)

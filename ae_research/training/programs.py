@@ -28,6 +28,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ae_research.batched import batch_split, eval_pieces, masked_sum, scan, scan_batches
 from ae_research.errors import ConfigError
+from ae_research.process import release_freed_memory
 from ae_research.training import sharing as members_lib
 from ae_research.sharding import (DATA_AXIS, POPULATION_AXIS, member_sharded, put, put_replicated, replicated,
                                   to_host)
@@ -223,6 +224,7 @@ class Programs:
       except jax.errors.ConcretizationTypeError as e:
         raise CannotShare(f"a varying value is used in Python control flow ({str(e).splitlines()[0][:120]})") \
             from None
+      release_freed_memory()  # The compiler's working memory, which glibc would keep all run.
       self.compile_s += time.perf_counter() - t
     return self._chunks[key]
 
@@ -278,6 +280,7 @@ class Programs:
     t = time.perf_counter()
     self._evaluate = self._evaluate.lower(states.params, states.model_state, states.step, self.eval_rngs, self.hps,
                                           self.test_pieces[0], jnp.int32(0)).compile()
+    release_freed_memory()
     self.compile_s += time.perf_counter() - t
 
   def evaluate(self, states: TrainState) -> List[Dict[str, float]]:
