@@ -42,6 +42,10 @@ def test_outputs_and_falling_loss(make_cfg, tmp_path):
               "time/total_s"):
     assert key in on_disk, key
   assert on_disk["n_devices"] == 4 and on_disk["step"] == 4 * (1438 // 64) and on_disk["epoch"] == 4
+  # The final evaluation's time, by evaluator: each one that ran, within the phase's total.
+  by_evaluator = {k: v for k, v in on_disk.items() if k.startswith("time/eval/")}
+  assert {"time/eval/reconstruction_s", "time/eval/linear_probe_s"} <= set(by_evaluator)
+  assert 0 < sum(by_evaluator.values()) <= on_disk["time/eval_s"]
   assert on_disk["eval/loss"] == pytest.approx(epochs[-1]["eval/loss"]) == pytest.approx(summary["eval/loss"])
   for name in ("codes.png", "reconstructions.png"):
     assert (tmp_path / "figures" / name).stat().st_size > 5_000

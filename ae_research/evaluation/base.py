@@ -12,7 +12,8 @@ An evaluator declares the capabilities it needs (`models/capabilities.py`) and t
 one-line config error before training; inside `default` it is left out. The evaluators share one
 `EvalContext`, which computes what several of them read (the test pass, training codes) once.
 """
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple
+import time
+from typing import Any, Callable, ClassVar, Dict, List, MutableMapping, Optional, Sequence, Tuple
 
 import numpy as np
 from omegaconf import DictConfig, ListConfig
@@ -194,11 +195,17 @@ class EvalContext:
 
 
 def run_all(evaluators: Sequence[Evaluator], ctx: EvalContext,
-            after_each: Optional[Callable[[Evaluator], None]] = None) -> Dict[str, Any]:
-  """Every evaluator's metrics, merged (a key written twice is a bug in the catalogue)."""
+            after_each: Optional[Callable[[Evaluator], None]] = None,
+            seconds: Optional[MutableMapping[str, float]] = None) -> Dict[str, Any]:
+  """Every evaluator's metrics, merged (a key written twice is a bug in the catalogue); each one's wall
+  time is added to `seconds[name]` (work the context shares, such as the test pass, counts for the
+  first evaluator that asks for it)."""
   out: Dict[str, Any] = {}
   for evaluator in evaluators:
+    t = time.perf_counter()
     metrics = evaluator(ctx)
+    if seconds is not None:
+      seconds[evaluator.name] = seconds.get(evaluator.name, 0.0) + time.perf_counter() - t
     clash = sorted(set(metrics) & set(out))
     if clash:
       raise ConfigError(f"evaluation.evaluators: {evaluator.name} writes {', '.join(clash)}, already written by "

@@ -39,13 +39,16 @@ def compute_metrics(cfg, s, variables, evaluators: Optional[Sequence[Evaluator]]
 
 
 def evaluate_and_draw(cfg, s, variables, workdir: str, step: int, seconds: Optional[MutableMapping[str, float]] = None,
-                      evaluators: Optional[Sequence[Evaluator]] = None) -> Tuple[Dict[str, Any], Dict[str, str]]:
+                      evaluators: Optional[Sequence[Evaluator]] = None,
+                      by_evaluator: Optional[MutableMapping[str, float]] = None
+                      ) -> Tuple[Dict[str, Any], Dict[str, str]]:
   """Metrics (also written to eval.json, atomically) and figures of a trained model.
 
   One worker thread draws (matplotlib's pyplot is not thread-safe, so only it draws): each
   evaluator's figures are queued as soon as that evaluator has run, so they are drawn while the
   next ones compute (the codes' scatter while the probes run). Training curves come first.
-  Wall times go to `seconds`: "eval" until the metrics are written, "figures" for the wait after.
+  Wall times go to `seconds`: "eval" until the metrics are written, "figures" for the wait after;
+  each evaluator's own to `by_evaluator[name]`.
   """
   seconds = {} if seconds is None else seconds
   evaluators = s.evaluators if evaluators is None else evaluators
@@ -56,7 +59,7 @@ def evaluate_and_draw(cfg, s, variables, workdir: str, step: int, seconds: Optio
   with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="figures") as pool:
     drawn = [pool.submit(_curves, cfg, workdir, figures_dir)] if draw else []
     after = (lambda e: drawn.append(pool.submit(e.figures, ctx, figures_dir))) if draw else None
-    out = run_all(evaluators, ctx, after_each=after)
+    out = run_all(evaluators, ctx, after_each=after, seconds=by_evaluator)
     out["step"] = int(step)
     write_json(os.path.join(workdir, "eval.json"), out)
     seconds["eval"] = seconds.get("eval", 0.0) + time.perf_counter() - t

@@ -100,6 +100,7 @@ class _Loop:
       self.actions.append(PeriodicAction(every, last, self.evaluate_periodically))
     self.rates: List[float] = []  # Samples/s of each period between syncs (compilation excluded).
     self.seconds = collections.Counter()  # Wall time by phase: train, eval, checkpoint, figures.
+    self.evaluator_seconds = collections.Counter()  # The final evaluation's "eval", by evaluator.
     self.to_first_step_s: Optional[float] = None
     self.evaluated_at: Optional[int] = None
     self.finishing = False  # Training is over, the final evaluation runs (set by `train`).
@@ -270,10 +271,12 @@ class _Loop:
         summaries.append(None)
         continue
       state = to_host(self.programs.member_state(self.states, i))
-      final = final_evaluation(m.cfg, m.setup, state, m.workdir, self.step, m.writer, self.seconds)
+      final = final_evaluation(m.cfg, m.setup, state, m.workdir, self.step, m.writer, self.seconds,
+                               self.evaluator_seconds)
       summary = run_summary(m.cfg, m.setup, self.step, int(self.programs.mesh.devices.size),
                             self.programs.compile_s, self.rates, m.train_loss, {**m.eval_metrics, **final})
       summary.update({f"time/{phase}_s": s for phase, s in self.seconds.items()})
+      summary.update({f"time/eval/{name}_s": s for name, s in self.evaluator_seconds.items()})
       summary["time/to_first_step_s"] = self.to_first_step_s
       if k > 1:
         summary.update({"population/size": k, "population/mesh": dict(self.programs.mesh.shape),

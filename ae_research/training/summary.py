@@ -36,10 +36,11 @@ def seconds_since_process_start() -> Optional[float]:
     return None
 
 
-def final_evaluation(cfg, s: Setup, state, workdir: str, step: int, writer,
-                     seconds: MutableMapping[str, float]) -> Dict[str, Any]:
+def final_evaluation(cfg, s: Setup, state, workdir: str, step: int, writer, seconds: MutableMapping[str, float],
+                     by_evaluator: Optional[MutableMapping[str, float]] = None) -> Dict[str, Any]:
   """eval.json and the figures (also to the writer) of the model in `state` (host values), on process 0's
-  own devices (no collectives); adds their wall time to `seconds` ("eval", "figures")."""
+  own devices (no collectives); adds their wall time to `seconds` ("eval", "figures"), and each
+  evaluator's to `by_evaluator`."""
   if not (cfg.evaluation.enabled and distributed.is_main_process()):
     return {}
   # Imported here: scikit-learn and matplotlib cost ~2 s of start-up that evaluation-free runs skip.
@@ -48,7 +49,7 @@ def final_evaluation(cfg, s: Setup, state, workdir: str, step: int, writer,
   here = dataclasses.replace(s, mesh=local_mesh(s.mesh))
   variables = put_replicated(nnx.merge_state(state.params, state.model_state), here.mesh)
   try:
-    metrics, figures = evaluate_and_draw(cfg, here, variables, workdir, step, seconds)
+    metrics, figures = evaluate_and_draw(cfg, here, variables, workdir, step, seconds, by_evaluator=by_evaluator)
   except OSError as e:  # eval.json or a figure the disk refused: the checkpoint is saved, evaluate later.
     if write_error(e) is None:
       raise
