@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ae_research.data import dataset, sources
+from ae_research.data import idx
 from ae_research.data.idx import read_idx
 from ae_research.data.photos import sample_photos
 from ae_research.data.sklearn_data import digits_arrays, load_digits
@@ -61,6 +62,27 @@ def test_cut_gzip_stream_is_a_clear_error(tmp_path):
   path.write_bytes(path.read_bytes()[:200])
   with pytest.raises(DataError, match="unreadable or truncated"):
     read_idx(str(path))
+
+
+def test_a_gzipped_idx_file_is_decompressed_once_and_a_changed_or_damaged_entry_is_not_reused(tmp_path, monkeypatch):
+  monkeypatch.setenv("AE_CACHE_DIR", str(tmp_path / "cache"))
+  path = tmp_path / "train-images-idx3-ubyte.gz"
+  first = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256
+  _write_idx(path, first)
+  np.testing.assert_array_equal(idx.read_idx_cached(str(path)), first)
+  entries = list((tmp_path / "cache" / "idx").iterdir())
+  assert len(entries) == 1 and entries[0].suffix == ".npy"
+  with monkeypatch.context() as m:  # The second read never decompresses.
+    m.setattr(idx, "read_idx", lambda p: pytest.fail(f"decompressed {p} again"))
+    np.testing.assert_array_equal(idx.read_idx_cached(str(path)), first)
+  second = 255 - first  # The same size: only its modification time tells the files apart.
+  _write_idx(path, second)
+  os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+  np.testing.assert_array_equal(idx.read_idx_cached(str(path)), second)
+  for entry in (tmp_path / "cache" / "idx").iterdir():
+    entry.write_bytes(entry.read_bytes()[:100])  # A damaged entry: decoded again and replaced.
+  np.testing.assert_array_equal(idx.read_idx_cached(str(path)), second)
+  np.testing.assert_array_equal(idx.read_idx_cached(str(path)), second)
 
 
 def test_bad_magic_is_a_clear_error(tmp_path):

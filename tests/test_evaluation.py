@@ -92,6 +92,22 @@ def test_baselines_are_computed_once_per_data_and_setting(tmp_path, monkeypatch)
   assert baselines.pca_mse(train, test, 2) == value
 
 
+def test_baselines_of_8_bit_images_are_keyed_by_their_bytes_and_decoded_values(tmp_path, monkeypatch):
+  from ae_research.data.storage import ScaledImages  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("AE_CACHE_DIR", str(tmp_path))
+  raw = np.random.default_rng(0).integers(0, 256, (300, 4, 4, 1)).astype(np.uint8)
+  unit, centered = ScaledImages(raw, 255.0, "unit"), ScaledImages(raw, 255.0, "centered")
+  calls = []
+  compute = lambda: calls.append(1) or {"value": float(len(calls))}
+  assert baselines.cached("toy", {}, [unit], compute) == baselines.cached("toy", {}, [ScaledImages(raw.copy(), 255.0,
+                                                                                                   "unit")], compute)
+  assert baselines.cached("toy", {}, [centered], compute) == {"value": 2.0}  # Same bytes, other values.
+  test = np.asarray(unit)[:50]
+  # PCA of the stored bytes' rows gives the number PCA of the float images gives.
+  floats = baselines.pca_mse(np.asarray(unit), test, 3, max_train=200, enabled=False)
+  assert baselines.pca_mse(unit, test, 3, max_train=200) == pytest.approx(floats, rel=1e-6)
+
+
 def test_retrieval_precision_and_neighbours():
   labels = np.repeat(np.arange(5), 20)
   codes = np.eye(5)[labels] + 0.01 * np.random.default_rng(0).normal(size=(100, 5))

@@ -2,14 +2,21 @@
 
 Every structural fault (bad magic number, truncated payload, trailing bytes, broken
 gzip stream) is a `DataError` naming the file: never a silently partial data set.
+A gzipped file is decompressed once (`read_idx_cached`): its array is kept as `.npy` in the cache.
 """
+import contextlib
 import gzip
+import hashlib
+import logging
 import os
 import zlib
 
 import numpy as np
 
+from ae_research.cache import cache_dir
 from ae_research.errors import DataError
+
+log = logging.getLogger(__name__)
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
            0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -43,3 +50,32 @@ def find_idx_file(directory: str, stem: str):
     if os.path.isfile(path):
       return path
   return None
+
+
+def read_idx_cached(path: str) -> np.ndarray:
+  """`read_idx(path)`, from `<cache>/idx/` after the first time for a `.gz` file.
+
+  Decompressing Fashion-MNIST's training images takes 0.3 s of every run's start-up; loading the
+  decoded array takes milliseconds. An entry is keyed by the file's real path, size and modification
+  time, so an edited or replaced file is decoded again; an unreadable entry is decoded and replaced.
+  """
+  directory = cache_dir("idx") if path.endswith(".gz") else None
+  if directory is None:
+    return read_idx(path)
+  stat = os.stat(path)
+  key = hashlib.sha256(f"{os.path.realpath(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+  entry = os.path.join(directory, f"{os.path.basename(path)[:-3]}-{key}.npy")
+  if os.path.exists(entry):
+    try:
+      return np.load(entry)
+    except (OSError, ValueError) as e:
+      log.warning("IDX cache entry %s is unreadable (%s); decoding %s again", entry, e, path)
+  array = read_idx(path)
+  tmp = f"{entry}.{os.getpid()}.tmp.npy"  # Per process: runs that start together write their own.
+  try:
+    np.save(tmp, array)
+    os.replace(tmp, entry)
+  except OSError:  # A read-only or full cache: the data set is still read, just not kept.
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+  return array

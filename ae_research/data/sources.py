@@ -14,7 +14,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ae_research.data.dataset import DIGIT_NAMES, SCALES, ArrayDataset, with_channel_axis
-from ae_research.data.idx import find_idx_file, read_idx
+from ae_research.data.idx import find_idx_file, read_idx_cached
 from ae_research.data.storage import ScaledImages
 from ae_research.errors import ConfigError, DataError
 
@@ -48,7 +48,7 @@ def read_idx_splits(directory: str) -> Optional[Dict[str, Tuple[np.ndarray, np.n
                     "put all four original files there")
   out = {}
   for split, (img_path, lbl_path) in paths.items():
-    images, labels = read_idx(img_path), read_idx(lbl_path)
+    images, labels = read_idx_cached(img_path), read_idx_cached(lbl_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
       raise DataError(f"{directory}: {split} images {images.shape} and labels {labels.shape} do not match; "
                       "the files are mixed up or corrupt")

@@ -81,6 +81,13 @@ def storage_bytes(array) -> int:
   return int(array.raw.nbytes) if isinstance(array, ScaledImages) else int(np.asarray(array).nbytes)
 
 
+def take_stored(array, rows):
+  """`array[rows]` as stored: `ScaledImages` of those rows' bytes for 8-bit images, else an ndarray."""
+  if isinstance(array, ScaledImages):
+    return ScaledImages(array.raw[rows], array.max_value, array.scale)
+  return np.asarray(array)[rows]
+
+
 def take(array, rows) -> np.ndarray:
   """`array[rows]` as a host ndarray, for plain and `ScaledImages` arrays alike."""
   return array[rows] if isinstance(array, ScaledImages) else np.asarray(array)[rows]

@@ -20,14 +20,20 @@ from ae_research.run_dir import read_json, write_json
 VERSION = 2  # Bump when a baseline's computation changes.
 
 
-def fingerprint(name: str, settings: Mapping[str, Any], arrays: Sequence[np.ndarray]) -> str:
-  h = hashlib.blake2b(digest_size=16)
+def fingerprint(name: str, settings: Mapping[str, Any], arrays: Sequence[Any]) -> str:
+  """A key for `name` with `settings` on exactly these arrays' values. 8-bit images (`ScaledImages`)
+  are hashed as their bytes and the 256 values they decode to: a quarter of the float32 bytes.
+  SHA-256, not BLAKE2: CPUs with SHA extensions hash 2.5x faster (62 MB: 0.04 s vs 0.11 s here), and a
+  warm run's cached baselines hash about 200 MB."""
+  h = hashlib.sha256()
   h.update(json.dumps({"name": name, "version": VERSION, **settings}, sort_keys=True).encode())
   for a in arrays:
-    a = np.ascontiguousarray(a)
-    h.update(f"{a.shape}{a.dtype.str}".encode())
-    h.update(memoryview(a).cast("B"))
-  return h.hexdigest()
+    parts = (a.raw, a.table) if isinstance(a, storage.ScaledImages) else (a,)
+    for part in parts:
+      part = np.ascontiguousarray(part)
+      h.update(f"{part.shape}{part.dtype.str}".encode())
+      h.update(memoryview(part).cast("B"))
+  return h.hexdigest()[:32]
 
 
 def cached(name: str, settings: Mapping[str, Any], arrays: Sequence[np.ndarray],
@@ -71,8 +77,8 @@ def pca_mse(train: np.ndarray, test: np.ndarray, dim: int, max_train: int = 20_0
             enabled: bool = True) -> float:
   """PCA reconstruction MSE at `dim` components (SPEC 1's linear baseline)."""
   from ae_research.evaluation import probes  # pylint: disable=g-import-not-at-top
-  train = storage.take(train, probes.subset(len(train), max_train, seed))  # What the fit reads (and the key).
-  compute = lambda: {"mse": probes.pca_reconstruction_mse(train, test, dim, max_train=len(train))}
+  train = storage.take_stored(train, probes.subset(len(train), max_train, seed))  # What the fit reads (and the key).
+  compute = lambda: {"mse": probes.pca_reconstruction_mse(np.asarray(train), test, dim, max_train=len(train))}
   return cached("pca_mse", {"dim": dim}, [train, test], compute, enabled)["mse"]
 
 
