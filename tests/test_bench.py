@@ -24,6 +24,7 @@ def test_bench_quick_writes_every_measurement(tmp_path):
   assert all(mlp[f"{k}_samples_per_s"] > 0 for k in ("reference", "framework", "cli"))
   assert mlp["cli_over_reference"]["median"] > 0 and mlp["framework_over_reference"]["median"] > 0
   assert (mlp["torch"] is None) != (mlp["torch_skipped"] is None)
+  assert mlp["peak_rss_mib"]["cli"] > 100  # ae-train's own process: JAX alone is more.
   assert [r["members"] for r in saved["population"]] == [1, 2]
   assert [r["run"] for r in saved["end_to_end"]] == ["cold", "warm"]
   for row in saved["end_to_end"]:  # A fresh process each: wall time covers start-up, which the phases do not.
@@ -50,7 +51,7 @@ def test_bench_quick_writes_every_measurement(tmp_path):
   assert "| vq_vae (" in table and "ours / PyTorch-flush" in table and "β grid" in table
   assert "model.conv_impl=auto" in table and "peak RSS MiB" in table
   assert "| mlp_2d" in table and "population members K" in table and "`ae-train` subprocess, default logging" in table
-  assert "End to end" in table and "| warm |" in table
+  assert "End to end" in table and "| warm |" in table and "Peak RSS (MiB, median of the rounds" in table
   assert [r["metric"] for r in saved["metrics"]][:2] == ["disent/mig", "disent/modularity"]
   assert all(r["samples"] == 500 and r["seconds"] > 0 for r in saved["metrics"])
   assert "| disent/mig | 500 |" in table and "| samples/fid | 500 |" in table

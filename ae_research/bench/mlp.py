@@ -6,17 +6,14 @@ eager (bench/torch_mlp.py, flush_denormal off and on) where a Python with torch 
 This machine's speed drifts by 10-20% between runs: each round runs all four back to back and the
 reported ratios are medians of the rounds' ratios, with their range.
 """
-import json
 import os
 import statistics
-import subprocess
-import sys
 from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 
 from ae_research.bench.conv import torch_python
-from ae_research.bench.processes import run_json_script
+from ae_research.bench.processes import run_json_script, train_in_process_of_its_own
 from ae_research.bench.reference import time_reference
 
 TORCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_mlp.py")
@@ -25,13 +22,10 @@ CLI_EXTRA = ["evaluation.enabled=false", "trainer.figures=false"]
 
 
 def time_cli(overrides: Sequence[str], run_dir: str) -> Dict[str, Any]:
-  """summary.json of `python -m ae_research.train OVERRIDES` in a fresh process (its output discarded)."""
+  """summary.json (with `peak_rss_mib`) of `python -m ae_research.train OVERRIDES` in a fresh process."""
   env = dict(os.environ)
   env.pop("WANDB_MODE", None)  # The default logger.wandb.mode=auto decides, as for a user.
-  subprocess.run([sys.executable, "-m", "ae_research.train", *overrides, *CLI_EXTRA, f"hydra.run.dir={run_dir}"],
-                 env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  with open(os.path.join(run_dir, "summary.json")) as f:
-    return json.load(f)
+  return train_in_process_of_its_own([*overrides, *CLI_EXTRA], run_dir, env)
 
 
 def time_torch(python: str, images: np.ndarray, epochs: int, batch_size: int, flush: bool, workdir: str):
@@ -49,6 +43,7 @@ def bench_mlp(overrides: Sequence[str], epochs: int, workdir: str, train: Callab
   images = np.asarray(data.train["image"])  # The hand-written loop and PyTorch read float32 images.
   python, why = torch_python()
   runs: Dict[str, List[float]] = {"reference": [], "framework": [], "cli": [], "torch": [], "torch_flush": []}
+  peaks: Dict[str, List[float]] = {"cli": [], "torch": [], "torch_flush": []}  # Rows in processes of their own.
   reference_epoch_s, reference_compile_s, torch_info = [], None, None
   for i in range(pairs):
     if bar is not None:
@@ -59,10 +54,13 @@ def bench_mlp(overrides: Sequence[str], epochs: int, workdir: str, train: Callab
     reference_compile_s = reference_compile_s or ref["compile_s"]
     one = list(overrides) + ["trainer.devices=1"]
     runs["framework"].append(train(one, os.path.join(workdir, f"mlp_framework_{i}"))["train/samples_per_s"])
-    runs["cli"].append(time_cli(one, os.path.join(workdir, f"mlp_cli_{i}"))["train/samples_per_s"])
+    cli = time_cli(one, os.path.join(workdir, f"mlp_cli_{i}"))
+    runs["cli"].append(cli["train/samples_per_s"])
+    peaks["cli"].append(cli["peak_rss_mib"])
     for flush in (False, True) if python else ():
       row = time_torch(python, images, epochs, data.batch_size, flush, workdir)
       runs["torch_flush" if flush else "torch"].append(row["samples_per_s"])
+      peaks["torch_flush" if flush else "torch"].append(row["peak_rss_mib"])
       torch_info = {"version": row["version"], "threads": row["threads"], "params": row["params"]}
   median = statistics.median
   ratio = lambda a, b: [x / y for x, y in zip(runs[a], runs[b])]
@@ -70,7 +68,7 @@ def bench_mlp(overrides: Sequence[str], epochs: int, workdir: str, train: Callab
          "batch_size": data.batch_size, "torch_skipped": why, "torch": torch_info,
          "reference_epoch_s": median(reference_epoch_s), "reference_compile_s": reference_compile_s,
          **{f"{k}_samples_per_s": median(v) if v else None for k, v in runs.items()},
-         "all_samples_per_s": runs}
+         "all_samples_per_s": runs, "peak_rss_mib": {k: median(v) if v else None for k, v in peaks.items()}}
   for a, b in (("framework", "reference"), ("cli", "reference"), ("cli", "framework"), ("reference", "torch_flush"),
                ("cli", "torch_flush")):
     r = ratio(a, b)
@@ -96,4 +94,8 @@ def markdown(m: Dict[str, Any]) -> List[str]:
               f"{over('cli_over_torch_flush')} this |"]
   else:
     lines.append(f"\nPyTorch rows skipped: {m['torch_skipped']}.")
+  peak = {k: "–" if v is None else f"{v:,.0f}" for k, v in (m.get("peak_rss_mib") or {}).items()}
+  if peak:
+    lines += ["", f"Peak RSS (MiB, median of the rounds; each a process of its own): `ae-train` {peak['cli']}, "
+              f"PyTorch {peak['torch']} (flush_denormal {peak['torch_flush']})."]
   return lines

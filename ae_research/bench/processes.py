@@ -49,9 +49,11 @@ def run_json_script(python: str, script: str, *args) -> Dict[str, Any]:
   return {**json.loads(lines[-1]), "peak_rss_mib": peak}
 
 
-def train_in_process_of_its_own(overrides: Sequence[str], run_dir: str) -> Dict[str, Any]:
-  """summary.json of `python -m ae_research.train OVERRIDES` in a fresh process, with its `peak_rss_mib`
-  (start-up, data, compilation, training and evaluation: the whole run's high-water mark)."""
-  _, peak = run_measured([sys.executable, "-m", "ae_research.train", *overrides, f"hydra.run.dir={run_dir}"])
+def train_in_process_of_its_own(overrides: Sequence[str], run_dir: str,
+                                env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+  """summary.json of `python -m ae_research.train OVERRIDES` in a fresh process (environment `env`,
+  default this one's), with its `peak_rss_mib` (start-up, data, compilation, training and evaluation:
+  the whole run's high-water mark)."""
+  _, peak = run_measured([sys.executable, "-m", "ae_research.train", *overrides, f"hydra.run.dir={run_dir}"], env)
   with open(os.path.join(run_dir, "summary.json")) as f:
     return {**json.load(f), "peak_rss_mib": peak}
