@@ -37,8 +37,8 @@ def release_freed_memory() -> None:
 
   XLA's compiler frees hundreds of MB once a program is compiled, but glibc keeps them in its
   arenas, so the process's resident memory stays at the compiler's peak for the whole run: the
-  default conv AE's peak RSS was 1,167-1,221 MiB without a trim after compiling, 935 MiB with one
-  (60 steps, compilation cache off, 2026-12-03). Cheap (milliseconds): called after compilations.
+  default conv AE's peak RSS was 1,167-1,221 MiB without a trim, 878-896 MiB with one after each
+  compilation (60 steps, compilation cache off, 2026-12-03). Cheap (milliseconds): called after compilations.
   """
   trim = _malloc_trim()
   if trim is not None:

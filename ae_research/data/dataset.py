@@ -122,10 +122,14 @@ class ArrayDataset:
     return (-0.5, 0.5) if self.scale == "centered" else (0.0, 1.0)
 
 
-def scale_pixels(pixels: np.ndarray, scale: str, max_value: float = 255.0) -> np.ndarray:
-  """Maps raw pixel values in [0, max_value] to [0, 1] ("unit") or [-0.5, 0.5] ("centered")."""
+def check_scale(scale: str) -> None:
   if scale not in SCALES:
     raise ConfigError(f"dataset.scale={scale!r}: must be one of {', '.join(SCALES)}")
+
+
+def scale_pixels(pixels: np.ndarray, scale: str, max_value: float = 255.0) -> np.ndarray:
+  """Maps raw pixel values in [0, max_value] to [0, 1] ("unit") or [-0.5, 0.5] ("centered")."""
+  check_scale(scale)
   x = pixels.astype(np.float32)
   np.divide(x, np.float32(max_value), out=x)  # In place: 4x faster than new arrays on 60k images.
   if scale == "centered":

@@ -13,7 +13,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ae_research.data.dataset import DIGIT_NAMES, SCALES, ArrayDataset, with_channel_axis
+from ae_research.data.dataset import DIGIT_NAMES, ArrayDataset, check_scale, with_channel_axis
 from ae_research.data.idx import find_idx_file, read_idx_cached
 from ae_research.data.storage import ScaledImages
 from ae_research.errors import ConfigError, DataError
@@ -82,8 +82,7 @@ def load_idx_dataset(name: str, batch_size: int, scale: str = "unit", seed: int 
   del seed  # The original train/test split is fixed.
   if name not in ("fashion_mnist", "mnist"):
     raise ConfigError(f"dataset.name={name!r}: the IDX loader knows fashion_mnist and mnist")
-  if scale not in SCALES:
-    raise ConfigError(f"dataset.scale={scale!r}: must be one of {', '.join(SCALES)}")
+  check_scale(scale)
   if data_dir and not os.path.isdir(data_dir):
     raise DataError(f"dataset.data_dir={data_dir}: no such directory; point it at the four IDX .gz files")
   splits = None

@@ -10,7 +10,6 @@ from typing import Any, Dict, MutableMapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ae_research.batched import BatchedApply
-from ae_research.data.storage import ScaledImages
 from ae_research.evaluation import reconstruction
 from ae_research.evaluation.base import EvalContext, Evaluator, run_all
 from ae_research.run_dir import write_json
@@ -19,7 +18,7 @@ from ae_research.run_dir import write_json
 def _limit(split: Dict[str, np.ndarray], n) -> Dict[str, np.ndarray]:
   """The first `n` (all: None) test examples as the arrays evaluators compute on: images kept as bytes
   (`ScaledImages`) are read as their float32 values, once, here."""
-  return {k: v[:n or len(v)] if isinstance(v, ScaledImages) else (v[:n] if n else v) for k, v in split.items()}
+  return {k: v[:n] for k, v in split.items()}  # v[:None] is all of it: a view of an ndarray.
 
 
 def batched_apply(s) -> BatchedApply:
