@@ -125,7 +125,25 @@ def test_cache_is_bit_identical_to_drawing_and_is_read_not_redrawn(cached32, mon
   np.testing.assert_array_equal(drawn[some], render(factor_grid()[some], 32))
   monkeypatch.setenv("AE_CACHE_DIR", root)
   monkeypatch.setattr(dsprites, "render", lambda *a: pytest.fail("drew the images instead of reading the cache"))
+  dsprites.release_images()  # From the file, not from what this process keeps.
   assert same(dsprites.dsprites_images(32), drawn)
+
+
+def test_a_process_reads_the_cache_once_while_the_file_is_unchanged(cached32, monkeypatch):
+  root, drawn = cached32
+  path = os.path.join(root, "dsprites", f"dsprites_r32_v{dsprites.VERSION}.npz")
+  monkeypatch.setenv("AE_CACHE_DIR", root)
+  first = dsprites.dsprites_images(32)
+  assert not first.flags.writeable  # Shared by every data set built from it.
+  reads, read = [], dsprites._read_cache  # pylint: disable=protected-access
+  monkeypatch.setattr(dsprites, "_read_cache", lambda *a: reads.append(a) or read(*a))
+  assert dsprites.dsprites_images(32) is first and not reads
+  stat = os.stat(path)
+  os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # The file changed since: read it again.
+  again = dsprites.dsprites_images(32)
+  assert len(reads) == 1 and again is not first and same(again, drawn)
+  dsprites.release_images()
+  assert dsprites.dsprites_images(32) is not again and len(reads) == 2
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "stale"])

@@ -108,6 +108,7 @@ def bench_generative(quick: bool, workdir: str, train: Callable[[Sequence[str], 
   """`rounds` rounds of: per model, ours, then PyTorch (flush_denormal off, on); medians, and the first
   round's compile seconds. `steps` overrides the size's (e.g. a smoke test)."""
   from ae_research.config import build, compose_config  # pylint: disable=g-import-not-at-top
+  from ae_research.data.dsprites import release_images  # pylint: disable=g-import-not-at-top
   base, default_steps, log_every = QUICK if quick else FULL
   steps = steps or default_steps
   # Full: every run compiles, so compile s is a first run's. --quick keeps the persistent cache: its numbers are
@@ -124,7 +125,8 @@ def bench_generative(quick: bool, workdir: str, train: Callable[[Sequence[str], 
   count = min(max(c.dataset.batch_size for c in cfgs.values()) * (steps + TORCH_WARMUP), len(data.train["image"]))
   if python:
     save_images(data, count, images)
-  del data  # dSprites: 3 GB of bytes that each run loads again.
+  del data  # dSprites: 3 GB of bytes that each run (a process of its own) loads again: this one lets go of them.
+  release_images()
   ours: Dict[str, List[Dict[str, Any]]] = {name: [] for name in MODELS}
   theirs: Dict[str, Dict[bool, List[Dict[str, Any]]]] = {name: {False: [], True: []} for name in MODELS}
   for i in range(rounds):
