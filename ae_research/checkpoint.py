@@ -38,10 +38,21 @@ def _finite(leaves):
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
+def _in_host_memory(x: Any) -> bool:
+  """Whether `x` can be read in place by NumPy: a host array, or a jax.Array wholly on this process's CPU devices."""
+  if not isinstance(x, jax.Array):
+    return True
+  return x.is_fully_addressable and all(d.platform == "cpu" for d in x.devices())
+
+
 def all_finite(tree: Any) -> bool:
-  """Whether every floating-point value in `tree` is finite (one small compiled reduction)."""
+  """Whether every floating-point value in `tree` is finite. Arrays in host memory (CPU devices) are read in
+  place; others by one small compiled reduction, which costs 0.1-0.17 s to trace and compile for each new
+  state structure (measured on CPU, 2026-12-04) where NumPy takes 0.2 ms."""
   leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(getattr(x, "dtype", np.float32), jnp.inexact)]
-  return bool(_finite(leaves)) if leaves else True
+  if all(_in_host_memory(x) for x in leaves):
+    return all(bool(np.isfinite(np.asarray(x)).all()) for x in leaves)
+  return bool(_finite(leaves))
 
 
 def _first_line(e: BaseException) -> str:

@@ -160,6 +160,19 @@ def _diverging(*extra):
                   *extra]
 
 
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+def test_all_finite_reads_host_memory_in_place_and_agrees_with_the_compiled_check(bad):
+  from ae_research import checkpoint  # pylint: disable=g-import-not-at-top
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+  sharded = jax.device_put(jnp.arange(8.0), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+  tree = {"w": jnp.ones((3, 2), jnp.bfloat16), "b": sharded, "count": jnp.int32(7), "host": np.zeros(2, np.float32)}
+  if bad is not None:
+    tree["b"] = tree["b"].at[5].set(bad)  # One value of one shard of a sharded leaf.
+  leaves = [x for k, x in sorted(tree.items()) if k != "count"]
+  assert all(checkpoint._in_host_memory(x) for x in leaves)  # pylint: disable=protected-access
+  assert checkpoint.all_finite(tree) is (bad is None) is bool(checkpoint._finite(leaves))  # pylint: disable=protected-access
+
+
 def test_a_diverged_run_keeps_no_poisoned_checkpoint_and_ae_eval_refuses_one(make_cfg, tmp_path, capsys):
   from ae_research.eval_cli import main as eval_main  # pylint: disable=g-import-not-at-top
   run_dir = tmp_path / "run"
