@@ -131,15 +131,14 @@ class _Loop:
                                 - (sum(self.seconds.values()) - outside))
 
   def _run(self, stop: StopOnSignal) -> None:
-    pending = None  # The chunk in flight: (metrics on device, first step, length, dispatch time).
+    pending = None  # The chunk in flight: (metrics on device, first step, length).
     while self.step < self.plan.total_steps and self.alive:
       end = self._next_end()
-      t = time.perf_counter()
       # Dispatch the next chunk before fetching the last one's metrics: the device never waits for the host.
       self.states, self.orders, metrics = self.programs.run_chunk(self.states, self.orders, self.step, end - self.step)
       if pending is not None:
         self._log_chunk(*pending)
-      pending, self.step = (metrics, self.step, end - self.step, t), end
+      pending, self.step = (metrics, self.step, end - self.step), end
       if stop.received is not None or any(a.due(self.step) for a in self.actions):
         self._log_chunk(*pending)  # Checked for NaN before anything is saved.
         pending = None
@@ -156,10 +155,20 @@ class _Loop:
       self.evaluate(self.step)
       self.save_checkpoints()
 
-  def _log_chunk(self, metrics, first: int, length: int, t: float) -> None:
-    """Fetches a finished chunk's metrics (the only host sync), checks them and writes them."""
-    end, rate = first + length, length * self.plan.batch_size / (time.perf_counter() - t)
+  def _log_chunk(self, metrics, first: int, length: int) -> None:
+    """Fetches a finished chunk's metrics (the only host sync), checks them and writes them.
+
+    Its samples/s is the period's so far (from the period's start to this fetch, compilation excluded), the
+    figure the period's own record ends with. Not the chunk's alone: the next chunk is dispatched before
+    this one is fetched, and on the CPU a dispatch may wait for, or itself run, the chunk before it, so
+    no host clock sees one chunk's start and end (timed from its dispatch, chunks were logged at anything
+    from half to 35x their period's samples/s).
+    """
     per_member = self.programs.per_member(metrics, axis=1)
+    period_start, t0, compiled = self._period
+    seconds = time.perf_counter() - t0 - (self.programs.compile_s - compiled)
+    end = first + length
+    rate = (end - period_start) * self.plan.batch_size / max(seconds, 1e-9)
     for i in self.alive:
       m, values = self.members[i], {k: v[:length] for k, v in per_member[i].items()}
       losses = values["loss"]
