@@ -19,7 +19,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ae_research.cache import cache_dir
-from ae_research.data.dataset import SCALES, ArrayDataset, scale_pixels
+from ae_research.data.dataset import SCALES, ArrayDataset, check_scale, scale_pixels
 from ae_research.data.dsprites_render import FACTOR_NAMES, FACTOR_SIZES, SHAPE_NAMES, render
 from ae_research.data.storage import ScaledImages
 from ae_research.errors import ConfigError, DataError
@@ -221,8 +221,7 @@ def load_dsprites(name: str, batch_size: int, scale: str = "unit", seed: int = 0
   32x32, on the host and, when they fit, on the device), read as float32 rows where needed; the test
   split (`num_test` images) is float32.
   """
-  if scale not in SCALES:  # Checked before seconds of drawing or reading, not after.
-    raise ConfigError(f"dataset.scale={scale!r}: must be one of {', '.join(SCALES)}")
+  check_scale(scale)  # Before seconds of drawing or reading, not after.
   images, factors = load_dsprites_arrays(resolution, path)
   if not 0 < num_test <= len(images):
     raise ConfigError(f"dataset.num_test={num_test}: choose 1..{len(images)} (the dSprites images)")

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SCALES = ("unit", "centered")
+from ae_research.data.dataset import SCALES
 
 
 def scale_rows(raw, max_value: float, scale: str, xp=np):
