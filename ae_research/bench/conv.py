@@ -15,9 +15,10 @@ import numpy as np
 from ae_research.bench.processes import run_json_script
 
 IMPLS = ("auto", "xla")
-# (overrides, steps): the default conv AE on Fashion-MNIST; --quick: 8x8 digits, narrow, a few steps.
+# (overrides, steps): the default conv AE on Fashion-MNIST; --quick: 8x8 digits, narrow, a few steps, chunks as
+# loops (as bench/cli.py's QUICK_CONV_CHUNKS).
 FULL = (["model=conv"], 60)
-QUICK = (["model=conv", "dataset=digits", "debug=default", "model.channels=[4,8]"], 6)
+QUICK = (["model=conv", "dataset=digits", "debug=default", "model.channels=[4,8]", "trainer.scan_unroll=rolled"], 6)
 TORCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_conv.py")
 
 

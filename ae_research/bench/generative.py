@@ -31,11 +31,11 @@ MODELS = {
 }
 # (overrides, steps, log_every_steps). Full: dSprites (its test split only feeds the end-of-run loss, kept
 # small: evaluation is not what is timed), 30 steps in compiled chunks of 10; --quick: 16x16 blocks, a net of
-# 4-8 channels, 4 steps.
+# 4-8 channels, 4 steps, chunks as loops (as bench/cli.py's QUICK_CONV_CHUNKS).
 FULL = (["dataset=dsprites", "dataset.num_test=1000"], 30, 10)
 QUICK = (["dataset=blocks", "dataset.image_size=16", "dataset.max_size=12", "dataset.num_train=512",
           "dataset.num_test=64", "model.encoder.channels=[4,4,8,8]", "model.encoder.dense=16",
-          "model.decoder.channels=[8,4,4]", "model.decoder.dense=16"], 4, 2)
+          "model.decoder.channels=[8,4,4]", "model.decoder.dense=16", "trainer.scan_unroll=rolled"], 4, 2)
 # What the PyTorch script implements, by loss term: the framework's term class each name must be.
 TERMS = {"nll": "NegativeLogLikelihood", "kl": "GaussianKL", "commitment": "Commitment",
          "tc": "FactorTotalCorrelation", "discriminator": "DiscriminatorLoss"}
