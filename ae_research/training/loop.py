@@ -17,7 +17,7 @@ import os
 import signal
 import statistics
 import time
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from omegaconf import DictConfig
@@ -165,10 +165,9 @@ class _Loop:
     from half to 35x their period's samples/s).
     """
     per_member = self.programs.per_member(metrics, axis=1)
-    period_start, t0, compiled = self._period
-    seconds = time.perf_counter() - t0 - (self.programs.compile_s - compiled)
     end = first + length
-    rate = (end - period_start) * self.plan.batch_size / max(seconds, 1e-9)
+    steps, seconds = self._period_so_far(end)
+    rate = steps * self.plan.batch_size / max(seconds, 1e-9)
     for i in self.alive:
       m, values = self.members[i], {k: v[:length] for k, v in per_member[i].items()}
       losses = values["loss"]
@@ -184,15 +183,18 @@ class _Loop:
 
   def _close_period(self) -> None:
     """Ends the timing period at a sync: steady samples/s (compilation excluded), mean loss per member."""
-    first, t0, compiled = self._period
-    seconds = time.perf_counter() - t0 - (self.programs.compile_s - compiled)
-    steps = self.step - first
+    steps, seconds = self._period_so_far(self.step)
     self.period = {"time/epoch_s": seconds * self.plan.steps_per_epoch / steps,
                    "train/samples_per_s": steps * self.plan.batch_size / seconds}
     self.rates.append(self.period["train/samples_per_s"])
     for i in self.alive:
       m = self.members[i]
       m.train_loss, m.period_loss = m.period_loss / steps, 0.0
+
+  def _period_so_far(self, step: int) -> Tuple[int, float]:
+    """(steps, wall seconds but compilation) from the period's start to `step`, now."""
+    first, t0, compiled = self._period
+    return step - first, time.perf_counter() - t0 - (self.programs.compile_s - compiled)
 
   def _start_period(self) -> None:
     self._period = (self.step, time.perf_counter(), self.programs.compile_s)
