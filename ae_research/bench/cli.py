@@ -46,10 +46,6 @@ from ae_research.process import freeze_collector_at_exit
 EXTRA = []
 COMMON = ["evaluation.enabled=false", "trainer.figures=false", "logger.wandb.mode=disabled", "logger.progress=false",
           "logger.jsonl=false"]
-# --quick's conv runs compile their chunks as loops: unrolled (the CPU default, what the full rows time) they
-# compiled for 8.4 of the conv row's 11.5 s under the test suite's fast-compile flags; --quick's numbers are
-# not judged, its rows and their keys are the same either way.
-QUICK_CONV_CHUNKS = "trainer.scan_unroll=rolled"
 MODELS = {  # name -> (SPEC section, overrides: full, quick)
     "mlp_2d": ("SPEC 1 deep MLP AE 784-128-64-10-2", ["trainer.epochs=4"],
                ["dataset=digits", "trainer.epochs=3"]),
@@ -63,7 +59,7 @@ MODELS = {  # name -> (SPEC section, overrides: full, quick)
                                                  "trainer.log_every_steps=6"],
              ["experiment=conv_colorize", "debug=default", "trainer.max_steps=6", "trainer.log_every_steps=3",
               "dataset.size=16", "dataset.num_train=592", "dataset.num_test=148", "model.channels=[4,8,8]",
-              "model.output_shape=[16,16,3]", QUICK_CONV_CHUNKS]),
+              "model.output_shape=[16,16,3]", conv_bench.QUICK_CONV_CHUNKS]),
 }
 
 

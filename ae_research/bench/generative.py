@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ae_research.bench.conv import torch_python
+from ae_research.bench.conv import QUICK_CONV_CHUNKS, torch_python
 from ae_research.bench.processes import run_json_script
 from ae_research.errors import ConfigError
 
@@ -31,11 +31,11 @@ MODELS = {
 }
 # (overrides, steps, log_every_steps). Full: dSprites (its test split only feeds the end-of-run loss, kept
 # small: evaluation is not what is timed), 30 steps in compiled chunks of 10; --quick: 16x16 blocks, a net of
-# 4-8 channels, 4 steps, chunks as loops (as bench/cli.py's QUICK_CONV_CHUNKS).
+# 4-8 channels, 4 steps, chunks as loops.
 FULL = (["dataset=dsprites", "dataset.num_test=1000"], 30, 10)
 QUICK = (["dataset=blocks", "dataset.image_size=16", "dataset.max_size=12", "dataset.num_train=512",
           "dataset.num_test=64", "model.encoder.channels=[4,4,8,8]", "model.encoder.dense=16",
-          "model.decoder.channels=[8,4,4]", "model.decoder.dense=16", "trainer.scan_unroll=rolled"], 4, 2)
+          "model.decoder.channels=[8,4,4]", "model.decoder.dense=16", QUICK_CONV_CHUNKS], 4, 2)
 # What the PyTorch script implements, by loss term: the framework's term class each name must be.
 TERMS = {"nll": "NegativeLogLikelihood", "kl": "GaussianKL", "commitment": "Commitment",
          "tc": "FactorTotalCorrelation", "discriminator": "DiscriminatorLoss"}
