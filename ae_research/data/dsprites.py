@@ -14,7 +14,7 @@ import logging
 import os
 import zipfile
 import zlib
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -114,10 +114,10 @@ def _write_cache(path: str, images: np.ndarray, resolution: int) -> None:
       os.remove(tmp)
 
 
-# The last images read or drawn, with the identity of the cache file they are (path, inode, size, mtime):
-# the runs of a study, sweep or notebook in one process then read the file once (a 32x32 study's three
-# populations: 1.3 s each), and a cache file rewritten or damaged since is read again, never trusted.
-_held: Dict[int, Tuple[Tuple[str, int, int, int], np.ndarray]] = {}
+# The last images read or drawn, with the identity of the cache file they are (path, inode, size, mtime; the
+# path names the resolution): the runs of a study, sweep or notebook in one process then read the file once (a
+# 32x32 study's three populations: 1.3 s each), and a cache file rewritten or damaged since is read again.
+_held: Optional[Tuple[Tuple[str, int, int, int], np.ndarray]] = None
 
 
 def _identity(path: str) -> Tuple[str, int, int, int]:
@@ -125,18 +125,18 @@ def _identity(path: str) -> Tuple[str, int, int, int]:
   return path, st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def _hold(resolution: int, path: str, images: np.ndarray) -> np.ndarray:
+def _hold(identity: Tuple[str, int, int, int], images: np.ndarray) -> np.ndarray:
   """Keeps `images` (read-only: every caller shares them) for the next call; one set at a time."""
+  global _held
   images.setflags(write=False)
-  _held.clear()
-  if os.path.exists(path):
-    _held[resolution] = (_identity(path), images)
+  _held = (identity, images)
   return images
 
 
 def release_images() -> None:
   """Drops the images this process keeps (their memory returns once no data set uses them)."""
-  _held.clear()
+  global _held
+  _held = None
 
 
 def dsprites_images(resolution: int = 64) -> np.ndarray:
@@ -146,16 +146,17 @@ def dsprites_images(resolution: int = 64) -> np.ndarray:
   _check_resolution(resolution)
   path = cache_file(resolution)
   if path and os.path.exists(path):
-    held = _held.get(resolution)
-    if held is not None and held[0] == _identity(path):
-      return held[1]
+    identity = _identity(path)  # Before the read: a file replaced during it is not taken for the one read.
+    if _held is not None and _held[0] == identity:
+      return _held[1]
     images = _read_cache(path, resolution)
     if images is not None:
-      return _hold(resolution, path, images)
+      return _hold(identity, images)
   images = render(factor_grid(), resolution).view(np.uint8)
   if path:
     _write_cache(path, images, resolution)
-    return _hold(resolution, path, images)
+    if os.path.exists(path):  # Written (an unwritable cache only warns).
+      return _hold(_identity(path), images)
   return images
 
 
